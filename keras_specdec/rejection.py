@@ -1,0 +1,204 @@
+"""The math of speculative sampling (Leviathan et al., 2023, Algorithm 1).
+
+Pure `keras.ops` functions with static shapes. Every probability is float32.
+
+Two pieces:
+
+- `adjusted_probabilities(logits, base_sampler)` turns logits into the exact
+  distribution that a KerasHub base sampler (`GreedySampler`, `RandomSampler`,
+  `TopKSampler`, `TopPSampler`) samples from, temperature included. Both the
+  target's `target_probs` (p) and the draft's `draft_probs` (q) go through it,
+  so speculative sampling preserves *that* distribution.
+- `rejection_sample(...)` verifies gamma draft tokens against the target:
+  accept token x with probability min(1, p(x) / q(x)); at the first rejection
+  draw the *recovered* token from norm(max(0, p - q)); when all gamma are
+  accepted draw the *bonus* token from p_{gamma+1}.
+"""
+
+from keras import ops
+from keras import random
+
+from keras_hub.samplers import GreedySampler
+from keras_hub.samplers import RandomSampler
+from keras_hub.samplers import TopKSampler
+from keras_hub.samplers import TopPSampler
+
+SUPPORTED_BASE_SAMPLERS = (GreedySampler, RandomSampler, TopKSampler, TopPSampler)
+
+
+def is_greedy(base_sampler):
+    """Whether `base_sampler` is deterministic argmax decoding."""
+    return isinstance(base_sampler, GreedySampler)
+
+
+def _sorted_keep_mask(sorted_probs, base_sampler):
+    """Which entries of the descending-sorted probabilities the sampler keeps.
+
+    Mirrors `TopKSampler.get_next_token` / `TopPSampler.get_next_token`
+    exactly: top-k keeps ranks < k; top-p keeps a token when the cumulative
+    probability of the tokens ranked strictly before it is <= p (the first
+    token is always kept), after an optional top-k cut.
+    """
+    vocab_size = ops.shape(sorted_probs)[-1]
+    rank = ops.arange(vocab_size)  # (vocab,)
+    if isinstance(base_sampler, TopKSampler):
+        return rank < base_sampler.k
+    # TopPSampler.
+    cumulative = ops.cumsum(sorted_probs, axis=-1)
+    keep = cumulative <= base_sampler.p
+    shifted_keep = ops.concatenate(
+        [ops.ones_like(keep[..., :1]), keep[..., :-1]], axis=-1
+    )
+    if base_sampler.k is not None:
+        shifted_keep = ops.logical_and(shifted_keep, rank < base_sampler.k)
+    return shifted_keep
+
+
+def adjusted_probabilities(logits, base_sampler):
+    """The distribution `base_sampler` draws the next token from.
+
+    Args:
+        logits: float tensor `(..., vocab)`.
+        base_sampler: a `GreedySampler`, `RandomSampler`, `TopKSampler` or
+            `TopPSampler`.
+
+    Returns:
+        float32 tensor `(..., vocab)` that sums to 1 on the last axis, with
+        exact zeros on every token the base sampler can never pick.
+
+    >>> import numpy as np
+    >>> from keras_hub.samplers import TopKSampler
+    >>> logits = np.log(np.array([[0.1, 0.2, 0.3, 0.4]], "float32"))
+    >>> probs = adjusted_probabilities(logits, TopKSampler(k=2))
+    >>> np.round(np.asarray(probs), 4).tolist()
+    [[0.0, 0.0, 0.4286, 0.5714]]
+    """
+    vocab_size = ops.shape(logits)[-1]
+    if is_greedy(base_sampler):
+        token = ops.argmax(logits, axis=-1)
+        return ops.one_hot(token, vocab_size, dtype="float32")
+    probs = base_sampler.compute_probabilities(logits)  # float32 softmax(l/T)
+    if type(base_sampler) is RandomSampler:
+        return probs
+    sorted_probs, sorted_indices = ops.top_k(probs, k=vocab_size, sorted=True)
+    keep = _sorted_keep_mask(sorted_probs, base_sampler)  # (..., vocab) sorted
+    # Undo the sort: position v of the vocabulary sits at rank inverse[v].
+    inverse = ops.argsort(sorted_indices, axis=-1)
+    keep = ops.take_along_axis(
+        ops.broadcast_to(keep, ops.shape(sorted_probs)), inverse, axis=-1
+    )
+    kept = ops.where(keep, probs, ops.zeros_like(probs))
+    return kept / ops.sum(kept, axis=-1, keepdims=True)
+
+
+def sample_categorical(probs, seed):
+    """Draw one token per row of `probs` `(..., vocab)`; zero-probability
+    tokens are never drawn (log 0 = -inf in the Gumbel-max draw)."""
+    shape = ops.shape(probs)
+    flat = ops.reshape(probs, (-1, shape[-1]))
+    tokens = random.categorical(ops.log(flat), 1, seed=seed, dtype="int32")
+    return ops.reshape(tokens, shape[:-1])
+
+
+def residual_distribution(target_probs, draft_probs):
+    """norm(max(0, p - q)): where the recovered token is drawn from.
+
+    When p == q up to rounding the residual has (almost) no mass and a
+    rejection is (almost) impossible; if one happens anyway the residual is
+    all zeros and we fall back to p, so there is never a NaN and never mass on
+    a token with p(x) = 0 (max(0, p - q) is zero wherever p is).
+
+    >>> import numpy as np
+    >>> p = np.array([0.5, 0.5, 0.0], "float32")
+    >>> q = np.array([0.25, 0.75, 0.0], "float32")
+    >>> np.asarray(residual_distribution(p, q)).tolist()
+    [1.0, 0.0, 0.0]
+    >>> np.asarray(residual_distribution(p, p)).tolist()
+    [0.5, 0.5, 0.0]
+    """
+    residual = ops.maximum(target_probs - draft_probs, 0.0)
+    total = ops.sum(residual, axis=-1, keepdims=True)
+    return ops.where(
+        total > 0.0, residual / ops.where(total > 0.0, total, 1.0), target_probs
+    )
+
+
+def rejection_sample(
+    draft_token_ids,
+    draft_probs,
+    target_probs,
+    forced,
+    forced_token_ids,
+    seed,
+):
+    """Verify gamma draft tokens per row (Algorithm 1 of the paper).
+
+    Args:
+        draft_token_ids: int `(batch, gamma)`, the proposals, sampled from
+            `draft_probs` (forced positions hold their forced token).
+        draft_probs: float32 `(batch, gamma, vocab)`, q at each proposal.
+        target_probs: float32 `(batch, gamma + 1, vocab)`, p at each proposal
+            and at the bonus position.
+        forced: bool `(batch, gamma + 1)`. True where the token is already
+            decided (a prompt token, or a token this row decided in an earlier
+            round); such positions are accepted without a test, and a forced
+            bonus position keeps its token.
+        forced_token_ids: int `(batch, gamma + 1)`, the tokens at forced
+            positions (ignored elsewhere).
+        seed: a `keras.random.SeedGenerator`.
+
+    Returns:
+        `(output_token_ids, num_accepted)`:
+        output_token_ids int32 `(batch, gamma + 1)`: the accepted draft tokens,
+        then at index `num_accepted` the recovered (after a rejection) or bonus
+        (all accepted) token; entries after that are meaningless.
+        num_accepted int32 `(batch,)`: leading accepted draft tokens.
+    """
+    gamma = ops.shape(draft_token_ids)[1]
+    draft_token_ids = ops.cast(draft_token_ids, "int32")
+    forced_token_ids = ops.cast(forced_token_ids, "int32")
+    index = draft_token_ids[..., None]  # (batch, gamma, 1)
+    q_x = ops.take_along_axis(draft_probs, index, axis=-1)[..., 0]
+    p_x = ops.take_along_axis(target_probs[:, :gamma], index, axis=-1)[..., 0]
+    uniform = random.uniform(ops.shape(q_x), seed=seed)  # (batch, gamma)
+    # P(u * q < p) = min(1, p / q) for u ~ U[0, 1); p = 0 is never accepted.
+    accepted = ops.logical_or(uniform * q_x < p_x, forced[:, :gamma])
+    accepted_prefix = ops.cumprod(ops.cast(accepted, "int32"), axis=1)
+    num_accepted = ops.sum(accepted_prefix, axis=1)  # (batch,)
+
+    # Recovered (j < gamma) or bonus (j = gamma) distribution at num_accepted.
+    bonus_probs = target_probs[:, gamma:]  # (batch, 1, vocab)
+    residual_probs = residual_distribution(target_probs[:, :gamma], draft_probs)
+    recovery_probs = ops.concatenate([residual_probs, bonus_probs], axis=1)
+    at = num_accepted[:, None, None]
+    chosen_probs = ops.take_along_axis(recovery_probs, at, axis=1)[:, 0]
+    recovered = sample_categorical(chosen_probs, seed)  # (batch,)
+    forced_at = ops.take_along_axis(forced, num_accepted[:, None], axis=1)[:, 0]
+    forced_token_at = ops.take_along_axis(
+        forced_token_ids, num_accepted[:, None], axis=1
+    )[:, 0]
+    recovered = ops.where(forced_at, forced_token_at, recovered)
+
+    output = ops.concatenate([draft_token_ids, recovered[:, None]], axis=1)
+    positions = ops.arange(gamma + 1)[None, :]
+    output = ops.where(positions == num_accepted[:, None], recovered[:, None], output)
+    return ops.cast(output, "int32"), num_accepted
+
+
+def greedy_verify(draft_token_ids, target_logits, forced, forced_token_ids):
+    """`rejection_sample` for greedy decoding, without random numbers.
+
+    q and p are one-hot, so a draft token is accepted iff it is the target's
+    argmax, and the recovered / bonus token is the target's argmax.
+    """
+    gamma = ops.shape(draft_token_ids)[1]
+    draft_token_ids = ops.cast(draft_token_ids, "int32")
+    target_token_ids = ops.cast(ops.argmax(target_logits, axis=-1), "int32")
+    target_token_ids = ops.where(forced, ops.cast(forced_token_ids, "int32"),
+                                 target_token_ids)  # (batch, gamma + 1)
+    accepted = ops.logical_or(
+        draft_token_ids == target_token_ids[:, :gamma], forced[:, :gamma]
+    )
+    num_accepted = ops.sum(ops.cumprod(ops.cast(accepted, "int32"), axis=1), axis=1)
+    return target_token_ids, num_accepted
+

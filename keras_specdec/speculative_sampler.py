@@ -1,0 +1,422 @@
+"""`SpeculativeSampler`: exact speculative decoding inside `generate()`."""
+
+import keras
+import keras_hub
+from keras import ops
+from keras import random
+from keras_hub.src.utils.tensor_utils import any_equal
+
+from keras_specdec import model_utils
+from keras_specdec import rejection
+
+# Order of the counters in the `stats` variable.
+STAT_NAMES = (
+    "target_calls",  # verification forward passes of the target
+    "row_target_calls",  # target_calls times batch size
+    "proposed_tokens",  # draft tokens proposed (not forced, inside max_length)
+    "draft_tokens",  # draft tokens judged: up to and incl. the first rejection
+    "accepted_tokens",  # draft tokens accepted
+    "emitted_tokens",  # new tokens decided (accepted + recovered + bonus)
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_specdec")
+class SpeculativeSampler(keras_hub.samplers.Sampler):
+    """Speculative decoding (Leviathan, Kalman & Matias, ICML 2023).
+
+    A small `draft` model proposes `num_speculative_tokens` (gamma) tokens one
+    at a time; the target (the model this sampler is compiled into) scores all
+    gamma + 1 positions in ONE `call_with_cache` forward pass; each draft token
+    x is accepted with probability min(1, p(x) / q(x)); at the first rejection
+    the recovered token is drawn from norm(max(0, p - q)); if all gamma are
+    accepted a bonus token is drawn from p_{gamma+1}. Here p and q are the
+    *adjusted* distributions of `base_sampler` (temperature, top-k, top-p
+    applied exactly as KerasHub's samplers apply them), so the output follows
+    exactly the distribution that `target.compile(sampler=base_sampler)`
+    samples from; with `"greedy"` the output is identical to greedy decoding.
+
+    The whole generation is the one XLA program that `generate()` compiles:
+    static shapes, a `while_loop` over rounds, the draft's weights passed to
+    the program as arguments (through `variables`).
+
+    Batches: the cache index is one scalar for the whole batch, so rows
+    advance together by the fewest tokens any row decided in a round. Tokens
+    that a row decided beyond that common index are not thrown away: they are
+    kept as *forced* tokens, exactly like the prompt tokens of a longer row in
+    a ragged batch, and the next rounds accept them without a test. This keeps
+    the distribution exact because each round returns, for every row, a
+    prefix that is an exact sample of the target's process continued from the
+    row's decided tokens (Theorem 1 of the paper, applied per round); how many
+    of those tokens a round keeps depends only on randomness that is not
+    reused, and sampling autoregressively from a prefix that is itself an
+    exact sample is again exact (the chain rule of the joint distribution).
+    Prompt tokens are never overwritten.
+
+    Args:
+        draft: the draft model: a KerasHub `CausalLM` with the target's
+            vocabulary, or a preset name or path for
+            `keras_hub.models.CausalLM.from_preset`.
+        num_speculative_tokens: int >= 1, gamma, the draft tokens per round.
+        base_sampler: the decoding distribution to preserve: `"greedy"`,
+            `"random"`, `"top_k"`, `"top_p"`, a config dict, or an instance
+            such as `keras_hub.samplers.TopPSampler(p=0.9, temperature=0.7)`.
+        seed: int or None, seed of the sampler's random draws (drafting,
+            acceptance tests, recovered and bonus tokens). Defaults to the
+            base sampler's seed.
+
+    Counters (since the last `reset_stats()`) come from `stats()`:
+    `target_calls`, `draft_tokens` (judged proposals), `accepted_tokens`,
+    `emitted_tokens`, `acceptance_rate` = accepted / draft (an estimate of the
+    paper's alpha) and `tokens_per_target_call` (per row).
+
+    Example:
+
+    ```python
+    import keras_hub, keras_specdec
+
+    def gpt2(layers, hidden):
+        backbone = keras_hub.models.GPT2Backbone(
+            vocabulary_size=64, num_layers=layers, num_heads=2,
+            hidden_dim=hidden, intermediate_dim=2 * hidden,
+            max_sequence_length=32)
+        return keras_hub.models.GPT2CausalLM(backbone=backbone,
+                                             preprocessor=None)
+
+    target, draft = gpt2(4, 64), gpt2(1, 16)
+    target.compile(sampler=keras_specdec.SpeculativeSampler(
+        draft=draft, num_speculative_tokens=4, base_sampler="greedy"))
+    prompt = {"token_ids": [[1, 2, 3] + [0] * 13],
+              "padding_mask": [[True] * 3 + [False] * 13]}
+    output = target.generate(prompt)
+    print(target.sampler.stats())
+    ```
+    """
+
+    def __init__(
+        self,
+        draft,
+        num_speculative_tokens=4,
+        base_sampler="greedy",
+        seed=None,
+        **kwargs,
+    ):
+        if "temperature" in kwargs:
+            raise ValueError(
+                "`SpeculativeSampler` takes no `temperature`: set it on the "
+                "base sampler, e.g. `base_sampler=keras_hub.samplers."
+                "RandomSampler(temperature=0.7)`."
+            )
+        super().__init__(**kwargs)
+        if keras.config.backend() != "jax":
+            raise ValueError(
+                "`keras_specdec.SpeculativeSampler` runs on the JAX backend, "
+                f"but the Keras backend is `{keras.config.backend()}`. Set "
+                "`KERAS_BACKEND=jax` before importing keras."
+            )
+        if (
+            isinstance(num_speculative_tokens, bool)
+            or not isinstance(num_speculative_tokens, int)
+            or num_speculative_tokens < 1
+        ):
+            raise ValueError(
+                "`num_speculative_tokens` (gamma) must be an int >= 1, got "
+                f"{num_speculative_tokens!r}."
+            )
+        self.num_speculative_tokens = num_speculative_tokens
+        self.base_sampler = _get_base_sampler(base_sampler)
+        if seed is None:
+            seed = getattr(self.base_sampler, "seed", None)
+        self.seed = seed
+        self.seed_generator = random.SeedGenerator(seed)
+
+        self._draft_spec = draft
+        if isinstance(draft, str):
+            draft = model_utils.load_causal_lm(draft)
+        elif isinstance(draft, dict):
+            draft = keras.saving.deserialize_keras_object(draft)
+        if not isinstance(draft, keras_hub.models.CausalLM):
+            raise ValueError(
+                "`draft` must be a KerasHub `CausalLM` (or a preset name or "
+                f"path for one), got {type(draft).__name__}."
+            )
+        model_utils.check_rollback(draft, "draft")
+        self.draft = draft
+        self._stats = keras.Variable(
+            ops.zeros((len(STAT_NAMES),), dtype="int32"),
+            trainable=False,
+            dtype="int32",
+            name="speculative_stats",
+        )
+        self.trace_count = 0  # how often `generate()` traced this sampler
+
+    @property
+    def variables(self):
+        # Seed state, counters, and the draft's weights: `generate()` passes
+        # these to its jitted function as arguments, so the draft is not
+        # baked into the XLA program as constants.
+        return [*super().variables, self._stats, *self.draft.weights]
+
+    def stats(self):
+        """Counters since the last `reset_stats()`, as a dict of numbers."""
+        values = [int(v) for v in ops.convert_to_numpy(self._stats)]
+        stats = dict(zip(STAT_NAMES, values))
+        stats["acceptance_rate"] = (
+            stats["accepted_tokens"] / stats["draft_tokens"]
+            if stats["draft_tokens"]
+            else float("nan")
+        )
+        stats["tokens_per_target_call"] = (
+            stats["emitted_tokens"] / stats["row_target_calls"]
+            if stats["row_target_calls"]
+            else float("nan")
+        )
+        return stats
+
+    def reset_stats(self):
+        self._stats.assign(ops.zeros_like(self._stats))
+
+    def _check_target(self, model):
+        if model is None:
+            raise ValueError(
+                "`SpeculativeSampler` needs the target model: compile it into "
+                "a KerasHub task with `target.compile(sampler=...)` and call "
+                "`target.generate()`."
+            )
+        model_utils.check_rollback(model, "target")
+        if isinstance(model, keras_hub.models.Seq2SeqLM):
+            raise ValueError(
+                "Encoder-decoder targets are not supported by this version of "
+                "`SpeculativeSampler`."
+            )
+        target_vocab = model_utils.vocabulary_size(model)
+        draft_vocab = model_utils.vocabulary_size(self.draft)
+        if target_vocab != draft_vocab:
+            raise ValueError(
+                "The draft and target must share one vocabulary, but the "
+                f"target's vocabulary_size is {target_vocab} and the draft's "
+                f"is {draft_vocab}. Use a draft trained with the target's "
+                "tokenizer (e.g. a smaller preset of the same family)."
+            )
+
+    def __call__(
+        self,
+        next,
+        prompt,
+        cache=None,
+        index=0,
+        mask=None,
+        stop_token_ids=None,
+        hidden_states=None,
+        model=None,
+        **kwargs,
+    ):
+        self._check_target(model)
+        self.trace_count += 1
+        batch_size, max_length = ops.shape(prompt)
+        # Static gamma for this max_length: the verify window must fit.
+        gamma = min(self.num_speculative_tokens, max_length - 1)
+        if gamma < 1:
+            return prompt
+        greedy = rejection.is_greedy(self.base_sampler)
+        token_dtype = prompt.dtype
+        index = ops.cast(index, "int32")
+        if mask is None:
+            mask = ops.zeros_like(prompt, dtype="bool")
+        prompt_mask = ops.cast(mask, "bool")  # (batch, max_length)
+
+        # Work on buffers gamma positions longer than max_length, so a window
+        # of gamma + 1 tokens at any index < max_length is never clamped.
+        # Model caches keep max_length: every model call below clamps its own
+        # start so it never writes past the cache.
+        tail = ops.zeros((batch_size, gamma), dtype=token_dtype)
+        tokens = ops.concatenate([prompt, tail], axis=1)
+        no_tail = ops.zeros((batch_size, gamma), dtype="bool")
+        prompt_mask_buffer = ops.concatenate([prompt_mask, no_tail], axis=1)
+        forced = prompt_mask_buffer  # (batch, max_length + gamma)
+        positions = ops.arange(max_length + gamma, dtype="int32")[None, :]
+        draft_cache = model_utils.build_cache(self.draft, prompt, prompt_mask)
+        stats = ops.zeros((len(STAT_NAMES),), dtype="int32")
+
+        def window(x, start, size):
+            return ops.slice(x, [0, start], [batch_size, size])
+
+        def adjusted(logits):
+            return rejection.adjusted_probabilities(logits, self.base_sampler)
+
+        def cond(tokens, forced, target_cache, draft_cache, index, stats):
+            not_done = index < max_length
+            if stop_token_ids is None:
+                return not_done
+            decided = ops.logical_or(positions < index, forced)
+            generated = ops.logical_and(
+                decided, ops.logical_not(prompt_mask_buffer)
+            )
+            row_done = ops.any(
+                any_equal(tokens, stop_token_ids, generated), axis=-1
+            )
+            return ops.logical_and(not_done, ops.logical_not(ops.all(row_done)))
+
+        def body(tokens, forced, target_cache, draft_cache, index, stats):
+            # ---- Draft: gamma proposals, one token per draft call. ----
+            # The first call re-feeds index - 2 too: after a round in which
+            # all gamma drafts were accepted, the last draft token was never
+            # fed to the draft, and its cache slot would be a hole.
+            start = ops.maximum(index - 2, 0)
+            draft_logits, draft_cache = model_utils.call_with_cache(
+                self.draft,
+                window(tokens, start, 2),
+                draft_cache,
+                start,
+                window(prompt_mask_buffer, start, 2),
+            )
+            draft_logits = ops.take(draft_logits, index - 1 - start, axis=1)
+            draft_token_ids, draft_probs = [], []
+            for j in range(gamma):
+                if j > 0:
+                    # Past max_length the position is invalid; clamp so the
+                    # cache write stays inside the cache.
+                    feed = ops.minimum(index + j - 1, max_length - 1)
+                    draft_logits, draft_cache = model_utils.call_with_cache(
+                        self.draft,
+                        window(tokens, feed, 1),
+                        draft_cache,
+                        feed,
+                        window(prompt_mask_buffer, feed, 1),
+                    )
+                    draft_logits = draft_logits[:, 0]  # (batch, vocab)
+                if greedy:
+                    proposal = ops.argmax(draft_logits, axis=-1)
+                else:
+                    q = adjusted(draft_logits)  # (batch, vocab)
+                    proposal = rejection.sample_categorical(
+                        q, self.seed_generator
+                    )
+                    draft_probs.append(q)
+                proposal = ops.cast(proposal, token_dtype)[:, None]
+                is_forced = window(forced, index + j, 1)
+                proposal = ops.where(
+                    is_forced, window(tokens, index + j, 1), proposal
+                )
+                tokens = ops.slice_update(tokens, [0, index + j], proposal)
+                draft_token_ids.append(proposal)
+            draft_token_ids = ops.concatenate(draft_token_ids, axis=1)
+
+            # ---- Target: score gamma + 1 positions in one forward pass. ----
+            # Positions index .. index + gamma are predicted by the tokens at
+            # index - 1 .. index + gamma - 1. Near max_length the chunk starts
+            # earlier (re-feeding decided tokens) instead of being clamped by
+            # XLA onto earlier cache slots; its logits are realigned below.
+            verify_start = ops.minimum(index - 1, max_length - gamma - 1)
+            target_logits, target_cache = model_utils.call_with_cache(
+                model,
+                window(tokens, verify_start, gamma + 1),
+                target_cache,
+                verify_start,
+                window(prompt_mask_buffer, verify_start, gamma + 1),
+            )  # (batch, gamma + 1, vocab)
+            shift = index - 1 - verify_start
+            rows = ops.minimum(ops.arange(gamma + 1, dtype="int32") + shift, gamma)
+            target_logits = ops.take(target_logits, rows, axis=1)
+
+            window_forced = window(forced, index, gamma + 1)
+            window_tokens = window(tokens, index, gamma + 1)
+            if greedy:
+                output, num_accepted = rejection.greedy_verify(
+                    draft_token_ids, target_logits, window_forced, window_tokens
+                )
+            else:
+                output, num_accepted = rejection.rejection_sample(
+                    draft_token_ids,
+                    ops.stack(draft_probs, axis=1),  # (batch, gamma, vocab)
+                    adjusted(target_logits),  # (batch, gamma + 1, vocab)
+                    window_forced,
+                    window_tokens,
+                    self.seed_generator,
+                )
+
+            # ---- Bookkeeping. ----
+            offsets = ops.arange(gamma + 1, dtype="int32")[None, :]
+            num_valid = max_length - index  # positions left in the sequence
+            decided_now = ops.logical_and(
+                offsets <= num_accepted[:, None], offsets < num_valid
+            )
+            output = ops.where(decided_now, ops.cast(output, token_dtype),
+                               window_tokens)
+            tokens = ops.slice_update(tokens, [0, index], output)
+            decided_end = ops.minimum(index + num_accepted + 1, max_length)
+            forced = ops.logical_or(
+                forced,
+                ops.logical_and(
+                    positions >= index, positions < decided_end[:, None]
+                ),
+            )
+            new = ops.logical_not(window_forced)
+            proposal_ok = ops.logical_and(new, offsets < num_valid)[:, :gamma]
+            judged = ops.logical_and(
+                proposal_ok, offsets[:, :gamma] <= num_accepted[:, None]
+            )
+            accepted = ops.logical_and(
+                proposal_ok, offsets[:, :gamma] < num_accepted[:, None]
+            )
+            emitted = ops.logical_and(new, decided_now)
+
+            def count(x):
+                return ops.sum(ops.cast(x, "int32"))
+
+            stats = stats + ops.stack(
+                [
+                    ops.convert_to_tensor(1, "int32"),
+                    ops.cast(batch_size, "int32"),
+                    count(proposal_ok),
+                    count(judged),
+                    count(accepted),
+                    count(emitted),
+                ]
+            )
+            index = ops.min(decided_end)
+            return tokens, forced, target_cache, draft_cache, index, stats
+
+        tokens, forced, _, _, index, stats = self.run_loop(
+            cond,
+            body,
+            loop_vars=(tokens, forced, cache, draft_cache, index, stats),
+            maximum_iterations=max_length - index,
+            model=model,
+        )
+        self._stats.assign(self._stats + stats)
+        decided = ops.logical_or(positions < index, forced)[:, :max_length]
+        return ops.where(decided, tokens[:, :max_length], prompt)
+
+    def get_config(self):
+        if isinstance(self._draft_spec, (str, dict)):
+            draft = self._draft_spec
+        else:
+            draft = keras.saving.serialize_keras_object(self.draft)
+        return {
+            "draft": draft,
+            "num_speculative_tokens": self.num_speculative_tokens,
+            "base_sampler": keras_hub.samplers.serialize(self.base_sampler),
+            "seed": self.seed,
+        }
+
+
+def _get_base_sampler(base_sampler):
+    if isinstance(base_sampler, (str, dict)):
+        base_sampler = keras_hub.samplers.get(base_sampler)
+    for cls in rejection.SUPPORTED_BASE_SAMPLERS:
+        if isinstance(base_sampler, cls):
+            overridden = (
+                type(base_sampler).get_next_token is not cls.get_next_token
+                or type(base_sampler).compute_probabilities
+                is not cls.compute_probabilities
+            )
+            if not overridden:
+                return base_sampler
+    raise ValueError(
+        "`base_sampler` must be one of 'greedy', 'random', 'top_k', 'top_p' "
+        "(or an instance of GreedySampler, RandomSampler, TopKSampler, "
+        "TopPSampler), whose next-token distribution speculative decoding "
+        f"can preserve exactly; got {base_sampler!r}. Beam and contrastive "
+        "search pick tokens from several candidates and cannot be verified "
+        "token by token."
+    )
