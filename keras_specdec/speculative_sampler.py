@@ -1,5 +1,7 @@
 """`SpeculativeSampler`: exact speculative decoding inside `generate()`."""
 
+import copy
+
 import keras
 import keras_hub
 from keras import ops
@@ -129,11 +131,12 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         self.seed = seed
         self.seed_generator = random.SeedGenerator(seed)
 
-        self._draft_spec = draft
+        # A preset name or path round-trips by name; a model by its config.
+        self._draft_preset = draft if isinstance(draft, str) else None
         if isinstance(draft, str):
             draft = model_utils.load_causal_lm(draft)
         elif isinstance(draft, dict):
-            draft = keras.saving.deserialize_keras_object(draft)
+            draft = keras.saving.deserialize_keras_object(copy.deepcopy(draft))
         if not isinstance(draft, keras_hub.models.CausalLM):
             raise ValueError(
                 "`draft` must be a KerasHub `CausalLM` (or a preset name or "
@@ -385,13 +388,23 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         )
         self._stats.assign(self._stats + stats)
         decided = ops.logical_or(positions < index, forced)[:, :max_length]
+        if stop_token_ids is not None:
+            # Like KerasHub's own loop, stop right after the position at which
+            # the last row produced its first stop token: a round may have
+            # decided tokens past it, which are dropped.
+            generated = ops.logical_and(decided, ops.logical_not(prompt_mask))
+            is_stop = any_equal(tokens[:, :max_length], stop_token_ids, generated)
+            first_stop = ops.where(
+                ops.any(is_stop, axis=-1),
+                ops.argmax(ops.cast(is_stop, "int32"), axis=-1),
+                max_length,
+            )
+            end = ops.minimum(ops.max(first_stop) + 1, max_length)
+            decided = ops.logical_and(decided, positions[:, :max_length] < end)
         return ops.where(decided, tokens[:, :max_length], prompt)
 
     def get_config(self):
-        if isinstance(self._draft_spec, (str, dict)):
-            draft = self._draft_spec
-        else:
-            draft = keras.saving.serialize_keras_object(self.draft)
+        draft = self._draft_preset or keras.saving.serialize_keras_object(self.draft)
         return {
             "draft": draft,
             "num_speculative_tokens": self.num_speculative_tokens,

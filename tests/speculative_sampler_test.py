@@ -1,0 +1,248 @@
+"""Behaviour of `SpeculativeSampler` on tiny KerasHub models (JAX, CPU)."""
+
+import math
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+import keras_specdec
+from tiny_models import BUILDERS
+from tiny_models import generate_inputs
+from tiny_models import noisy_copy
+from tiny_models import tiny_causal_lm
+
+# GPT-NeoX's cached decoding applies RoPE without the cache offset (upstream
+# keras-hub 0.32 bug): a multi-token verify chunk and single-token steps see
+# different positions, so no chunked verifier can match its greedy output.
+KNOWN_UPSTREAM_BUGS = {"gpt_neox"}
+
+
+def ragged_batch(max_length):
+    token_ids = np.zeros((3, max_length), "int32")
+    padding_mask = np.zeros((3, max_length), bool)
+    for row, prompt in enumerate([[1, 2, 3], [4, 5, 6, 7, 8, 9], [10, 11]]):
+        token_ids[row, : len(prompt)] = prompt
+        padding_mask[row, : len(prompt)] = True
+    return token_ids, padding_mask
+
+
+def single_row(max_length):
+    token_ids, padding_mask = ragged_batch(max_length)
+    return token_ids[:1], padding_mask[:1]
+
+
+def generate(model, sampler, token_ids, padding_mask, family="gpt2", **kwargs):
+    model.compile(sampler=sampler)
+    kwargs.setdefault("stop_token_ids", None)
+    out = model.generate(generate_inputs(family, token_ids, padding_mask), **kwargs)
+    return {k: np.asarray(v) for k, v in out.items() if k in ("token_ids", "padding_mask")}
+
+
+@pytest.mark.parametrize("family", sorted(BUILDERS))
+def test_greedy_identical_to_target_greedy(family):
+    if family in KNOWN_UPSTREAM_BUGS:
+        pytest.xfail("upstream cached-RoPE offset bug, see KNOWN_UPSTREAM_BUGS")
+    target = tiny_causal_lm(family, "target", seed=1)
+    draft = noisy_copy(target, noise=0.5, seed=2)
+    small_draft = tiny_causal_lm(family, "draft", seed=3)
+    accepted = 0
+    for batch in (single_row(20), ragged_batch(20)):
+        expected = generate(target, "greedy", *batch, family=family)
+        for gamma in (1, 3, 5):
+            for d in (draft, small_draft):
+                sampler = keras_specdec.SpeculativeSampler(
+                    draft=d, num_speculative_tokens=gamma
+                )
+                out = generate(target, sampler, *batch, family=family)
+                np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
+                accepted += sampler.stats()["accepted_tokens"]
+    # Both code paths ran: some draft tokens were accepted somewhere.
+    assert accepted > 0
+
+
+@pytest.mark.xfail(strict=True, reason="GPT-NeoX cached RoPE offset (upstream)")
+def test_gpt_neox_greedy_mismatch_is_the_upstream_bug():
+    target = tiny_causal_lm("gpt_neox", "target", seed=1)
+    draft = noisy_copy(target, noise=0.5, seed=2)
+    batch = ragged_batch(20)
+    expected = generate(target, "greedy", *batch)
+    out = generate(
+        target, keras_specdec.SpeculativeSampler(draft, 3), *batch
+    )
+    np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
+
+
+def test_gpt_neox_runs_and_keeps_prompts():
+    target = tiny_causal_lm("gpt_neox", "target", seed=1)
+    token_ids, padding_mask = ragged_batch(20)
+    sampler = keras_specdec.SpeculativeSampler(target, 3)
+    out = generate(target, sampler, token_ids, padding_mask)
+    np.testing.assert_array_equal(
+        out["token_ids"][padding_mask], token_ids[padding_mask]
+    )
+    assert sampler.stats()["emitted_tokens"] == int((~padding_mask).sum())
+
+
+@pytest.mark.parametrize("base_sampler", ["greedy", "random"])
+@pytest.mark.parametrize("gamma", [1, 4])
+def test_identical_draft_accepts_everything_with_fewest_target_calls(
+    base_sampler, gamma
+):
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    draft = noisy_copy(target, noise=0.0)
+    token_ids, padding_mask = single_row(24)
+    sampler = keras_specdec.SpeculativeSampler(
+        draft, gamma, base_sampler=base_sampler, seed=7
+    )
+    generate(target, sampler, token_ids, padding_mask)
+    stats = sampler.stats()
+    new_tokens = 24 - int(padding_mask.sum())
+    assert stats["acceptance_rate"] == 1.0
+    assert stats["emitted_tokens"] == new_tokens
+    assert stats["target_calls"] == math.ceil(new_tokens / (gamma + 1))
+
+
+def test_disagreeing_draft_still_exact_in_greedy():
+    target = tiny_causal_lm("llama", "target", seed=1)
+    draft = tiny_causal_lm("llama", "draft", seed=3)  # random: rarely agrees
+    batch = ragged_batch(24)
+    expected = generate(target, "greedy", *batch)
+    sampler = keras_specdec.SpeculativeSampler(draft, 4)
+    out = generate(target, sampler, *batch)
+    np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
+    assert sampler.stats()["acceptance_rate"] < 0.1
+
+
+@pytest.mark.parametrize("max_length", [6, 7, 9, 12])
+@pytest.mark.parametrize("gamma", [3, 7])
+def test_max_length_tail_clamps_verify_window(max_length, gamma):
+    # Windows that would run past max_length start earlier instead; a window
+    # clamped by XLA would corrupt earlier cache slots and change the output.
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    draft = noisy_copy(target, noise=0.3, seed=2)
+    batch = ragged_batch(max_length)
+    expected = generate(target, "greedy", *batch)
+    out = generate(target, keras_specdec.SpeculativeSampler(draft, gamma), *batch)
+    np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
+
+
+def test_stop_tokens_match_greedy_sampler():
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    draft = noisy_copy(target, noise=0.5, seed=2)
+    batch = ragged_batch(32)
+    plain = generate(target, "greedy", *batch)
+    # Stop on a token each row generates, at different positions per row.
+    generated = plain["token_ids"][~batch[1]]
+    stop = int(np.bincount(generated).argmax())
+    expected = generate(target, "greedy", *batch, stop_token_ids=(stop,))
+    assert not expected["padding_mask"].all()  # the stop token did cut rows
+    sampler = keras_specdec.SpeculativeSampler(draft, 3)
+    out = generate(target, sampler, *batch, stop_token_ids=(stop,))
+    np.testing.assert_array_equal(out["padding_mask"], expected["padding_mask"])
+    np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
+
+
+def test_second_generate_does_not_retrace_and_draft_weights_are_arguments():
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    draft = noisy_copy(target, noise=1.0, seed=2)
+    sampler = keras_specdec.SpeculativeSampler(draft, 3)
+    target.compile(sampler=sampler)
+    token_ids, padding_mask = ragged_batch(20)
+    target.generate(generate_inputs("gpt2", token_ids, padding_mask),
+                    stop_token_ids=None)
+    assert sampler.trace_count == 1
+    first = sampler.stats()
+    assert first["acceptance_rate"] < 1.0
+    # New prompt values, same shapes: no retrace. New draft weights reach the
+    # compiled program too, so they are arguments, not baked-in constants.
+    draft.set_weights(target.get_weights())
+    sampler.reset_stats()
+    target.generate(generate_inputs("gpt2", token_ids + 1, padding_mask),
+                    stop_token_ids=None)
+    assert sampler.trace_count == 1
+    assert sampler.stats()["acceptance_rate"] == 1.0
+    draft_ids = {id(v) for v in draft.weights}
+    assert draft_ids <= {id(v) for v in sampler.variables}
+
+
+def test_serialization_round_trip(tmp_path):
+    draft = tiny_causal_lm("gpt2", "draft", seed=3)
+    base = keras_hub.samplers.TopPSampler(p=0.9, temperature=0.7, seed=3)
+    sampler = keras_specdec.SpeculativeSampler(draft, 5, base_sampler=base, seed=11)
+    config = keras_hub.samplers.serialize(sampler)
+    assert config["registered_name"] == "keras_specdec>SpeculativeSampler"
+    assert isinstance(keras_hub.samplers.get(config), keras_specdec.SpeculativeSampler)
+    restored = keras_hub.samplers.get(
+        {"class_name": "keras_specdec>SpeculativeSampler",
+         "config": sampler.get_config()}
+    )
+    assert isinstance(restored, keras_specdec.SpeculativeSampler)
+    def without_draft(config):
+        return {k: v for k, v in config.items() if k != "draft"}
+
+    assert without_draft(restored.get_config()) == without_draft(sampler.get_config())
+    assert restored.num_speculative_tokens == 5
+    assert isinstance(restored.base_sampler, keras_hub.samplers.TopPSampler)
+    assert restored.base_sampler.p == 0.9
+    assert restored.base_sampler.temperature == 0.7
+    assert restored.draft.get_config() == draft.get_config()
+
+    # A draft given as a preset path round-trips by that path.
+    draft.save_to_preset(str(tmp_path / "draft"))
+    by_name = keras_specdec.SpeculativeSampler(str(tmp_path / "draft"), 2)
+    assert by_name.get_config()["draft"] == str(tmp_path / "draft")
+    again = keras_specdec.SpeculativeSampler.from_config(by_name.get_config())
+    for a, b in zip(again.draft.get_weights(), draft.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_errors_are_clear_and_early(monkeypatch):
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    draft = tiny_causal_lm("gpt2", "draft", seed=3)
+    with pytest.raises(ValueError, match="num_speculative_tokens"):
+        keras_specdec.SpeculativeSampler(draft, 0)
+    with pytest.raises(ValueError, match="num_speculative_tokens"):
+        keras_specdec.SpeculativeSampler(draft, 2.0)
+    for bad in ("beam", "contrastive"):
+        with pytest.raises(ValueError, match="base_sampler"):
+            keras_specdec.SpeculativeSampler(draft, 2, base_sampler=bad)
+    with pytest.raises(ValueError, match="CausalLM"):
+        keras_specdec.SpeculativeSampler(keras.Sequential([]), 2)
+    with pytest.raises(ValueError, match="temperature"):
+        keras_specdec.SpeculativeSampler(draft, 2, temperature=0.5)
+
+    # Vocabulary mismatch is reported by generate(), at trace time.
+    keras.utils.set_random_seed(0)
+    other_vocab = keras_hub.models.GPT2CausalLM(
+        backbone=keras_hub.models.GPT2Backbone(
+            vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16,
+            intermediate_dim=32, max_sequence_length=64),
+        preprocessor=None,
+    )
+    sampler = keras_specdec.SpeculativeSampler(other_vocab, 2)
+    with pytest.raises(ValueError, match="vocabulary"):
+        generate(target, sampler, *ragged_batch(12))
+    assert sampler.trace_count == 0
+
+    monkeypatch.setattr(keras.config, "backend", lambda: "tensorflow")
+    with pytest.raises(ValueError, match="JAX"):
+        keras_specdec.SpeculativeSampler(draft, 2)
+
+
+def test_recurrent_models_are_refused():
+    keras.utils.set_random_seed(0)
+    rwkv = keras_hub.models.RWKV7CausalLM(
+        backbone=keras_hub.models.RWKV7Backbone(
+            hidden_size=32, head_size=16, num_layers=1, vocabulary_size=48,
+            intermediate_dim=64, gate_lora=8, mv_lora=8, aaa_lora=8,
+            decay_lora=8),
+        preprocessor=None,
+    )
+    with pytest.raises(ValueError, match="rolled back"):
+        keras_specdec.SpeculativeSampler(rwkv, 2)
+    draft = tiny_causal_lm("gpt2", "draft", seed=3)
+    sampler = keras_specdec.SpeculativeSampler(draft, 2)
+    with pytest.raises(ValueError, match="rolled back"):
+        sampler._check_target(rwkv)
