@@ -75,6 +75,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
 
     ```python
     import keras_hub, keras_specdec
+    import numpy as np
 
     def gpt2(layers, hidden):
         backbone = keras_hub.models.GPT2Backbone(
@@ -87,9 +88,9 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
     target, draft = gpt2(4, 64), gpt2(1, 16)
     target.compile(sampler=keras_specdec.SpeculativeSampler(
         draft=draft, num_speculative_tokens=4, base_sampler="greedy"))
-    prompt = {"token_ids": [[1, 2, 3] + [0] * 13],
-              "padding_mask": [[True] * 3 + [False] * 13]}
-    output = target.generate(prompt)
+    prompt = {"token_ids": np.array([[1, 2, 3] + [0] * 13]),
+              "padding_mask": np.array([[True] * 3 + [False] * 13])}
+    output = target.generate(prompt, stop_token_ids=None)
     print(target.sampler.stats())
     ```
     """

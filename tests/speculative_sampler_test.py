@@ -246,3 +246,13 @@ def test_recurrent_models_are_refused():
     sampler = keras_specdec.SpeculativeSampler(draft, 2)
     with pytest.raises(ValueError, match="rolled back"):
         sampler._check_target(rwkv)
+
+
+def test_docstring_example_runs():
+    doc = keras_specdec.SpeculativeSampler.__doc__
+    code = doc.split("```python")[1].split("```")[0]
+    code = "\n".join(line[4:] for line in code.splitlines())
+    namespace = {}
+    exec(compile(code, "SpeculativeSampler docstring", "exec"), namespace)
+    stats = namespace["target"].sampler.stats()
+    assert stats["emitted_tokens"] == 13
