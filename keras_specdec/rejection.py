@@ -70,7 +70,7 @@ def adjusted_probabilities(logits, base_sampler):
     >>> from keras_hub.samplers import TopKSampler
     >>> logits = np.log(np.array([[0.1, 0.2, 0.3, 0.4]], "float32"))
     >>> probs = adjusted_probabilities(logits, TopKSampler(k=2))
-    >>> np.round(np.asarray(probs), 4).tolist()
+    >>> np.round(np.asarray(probs, "float64"), 4).tolist()
     [[0.0, 0.0, 0.4286, 0.5714]]
     """
     vocab_size = ops.shape(logits)[-1]

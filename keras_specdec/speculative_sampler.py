@@ -177,7 +177,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         return stats
 
     def reset_stats(self):
-        self._stats.assign(ops.zeros_like(self._stats))
+        self._stats.assign(ops.zeros((len(STAT_NAMES),), dtype="int32"))
 
     def _check_target(self, model):
         if model is None:
