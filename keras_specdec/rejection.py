@@ -15,13 +15,8 @@ Two pieces:
   accepted draw the *bonus* token from p_{gamma+1}.
 """
 
-from keras import ops
-from keras import random
-
-from keras_hub.samplers import GreedySampler
-from keras_hub.samplers import RandomSampler
-from keras_hub.samplers import TopKSampler
-from keras_hub.samplers import TopPSampler
+from keras import ops, random
+from keras_hub.samplers import GreedySampler, RandomSampler, TopKSampler, TopPSampler
 
 SUPPORTED_BASE_SAMPLERS = (GreedySampler, RandomSampler, TopKSampler, TopPSampler)
 
@@ -194,11 +189,11 @@ def greedy_verify(draft_token_ids, target_logits, forced, forced_token_ids):
     gamma = ops.shape(draft_token_ids)[1]
     draft_token_ids = ops.cast(draft_token_ids, "int32")
     target_token_ids = ops.cast(ops.argmax(target_logits, axis=-1), "int32")
-    target_token_ids = ops.where(forced, ops.cast(forced_token_ids, "int32"),
-                                 target_token_ids)  # (batch, gamma + 1)
+    target_token_ids = ops.where(
+        forced, ops.cast(forced_token_ids, "int32"), target_token_ids
+    )  # (batch, gamma + 1)
     accepted = ops.logical_or(
         draft_token_ids == target_token_ids[:, :gamma], forced[:, :gamma]
     )
     num_accepted = ops.sum(ops.cumprod(ops.cast(accepted, "int32"), axis=1), axis=1)
     return target_token_ids, num_accepted
-

@@ -4,12 +4,10 @@ import copy
 
 import keras
 import keras_hub
-from keras import ops
-from keras import random
+from keras import ops, random
 from keras_hub.src.utils.tensor_utils import any_equal
 
-from keras_specdec import model_utils
-from keras_specdec import rejection
+from keras_specdec import model_utils, rejection
 
 # Order of the counters in the `stats` variable.
 STAT_NAMES = (
@@ -252,12 +250,8 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             if stop_token_ids is None:
                 return not_done
             decided = ops.logical_or(positions < index, forced)
-            generated = ops.logical_and(
-                decided, ops.logical_not(prompt_mask_buffer)
-            )
-            row_done = ops.any(
-                any_equal(tokens, stop_token_ids, generated), axis=-1
-            )
+            generated = ops.logical_and(decided, ops.logical_not(prompt_mask_buffer))
+            row_done = ops.any(any_equal(tokens, stop_token_ids, generated), axis=-1)
             return ops.logical_and(not_done, ops.logical_not(ops.all(row_done)))
 
         def body(tokens, forced, target_cache, draft_cache, index, stats):
@@ -292,15 +286,11 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                     proposal = ops.argmax(draft_logits, axis=-1)
                 else:
                     q = adjusted(draft_logits)  # (batch, vocab)
-                    proposal = rejection.sample_categorical(
-                        q, self.seed_generator
-                    )
+                    proposal = rejection.sample_categorical(q, self.seed_generator)
                     draft_probs.append(q)
                 proposal = ops.cast(proposal, token_dtype)[:, None]
                 is_forced = window(forced, index + j, 1)
-                proposal = ops.where(
-                    is_forced, window(tokens, index + j, 1), proposal
-                )
+                proposal = ops.where(is_forced, window(tokens, index + j, 1), proposal)
                 tokens = ops.slice_update(tokens, [0, index + j], proposal)
                 draft_token_ids.append(proposal)
             draft_token_ids = ops.concatenate(draft_token_ids, axis=1)
@@ -344,15 +334,14 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             decided_now = ops.logical_and(
                 offsets <= num_accepted[:, None], offsets < num_valid
             )
-            output = ops.where(decided_now, ops.cast(output, token_dtype),
-                               window_tokens)
+            output = ops.where(
+                decided_now, ops.cast(output, token_dtype), window_tokens
+            )
             tokens = ops.slice_update(tokens, [0, index], output)
             decided_end = ops.minimum(index + num_accepted + 1, max_length)
             forced = ops.logical_or(
                 forced,
-                ops.logical_and(
-                    positions >= index, positions < decided_end[:, None]
-                ),
+                ops.logical_and(positions >= index, positions < decided_end[:, None]),
             )
             new = ops.logical_not(window_forced)
             proposal_ok = ops.logical_and(new, offsets < num_valid)[:, :gamma]

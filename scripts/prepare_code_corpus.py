@@ -24,18 +24,31 @@ import sysconfig
 import numpy as np
 
 END_TOKEN = "<|endoftext|>"
-SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "__pycache__",
-             "lib2to3", "ensurepip", "turtledemo", "tkinter"}
+SKIP_DIRS = {
+    "test",
+    "tests",
+    "idle_test",
+    "site-packages",
+    "__pycache__",
+    "lib2to3",
+    "ensurepip",
+    "turtledemo",
+    "tkinter",
+}
 
 
 def python_files(root):
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS
-                             and not d.startswith("."))
+        dirnames[:] = sorted(
+            d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")
+        )
         for name in sorted(filenames):
-            if (name.endswith(".py") and not name.startswith("test_")
-                    and not name.endswith("_test.py")):
+            if (
+                name.endswith(".py")
+                and not name.startswith("test_")
+                and not name.endswith("_test.py")
+            ):
                 files.append(os.path.join(dirpath, name))
     return files
 
@@ -66,8 +79,7 @@ def main():
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--valid-fraction", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--packages", nargs="*",
-                        default=["keras", "keras_hub", "jax"])
+    parser.add_argument("--packages", nargs="*", default=["keras", "keras_hub", "jax"])
     args = parser.parse_args()
 
     from tokenizers import ByteLevelBPETokenizer
@@ -90,8 +102,9 @@ def main():
         show_progress=True,
     )
     tokenizer.save_model(args.out)
-    os.replace(os.path.join(args.out, "vocab.json"),
-               os.path.join(args.out, "vocabulary.json"))
+    os.replace(
+        os.path.join(args.out, "vocab.json"), os.path.join(args.out, "vocabulary.json")
+    )
     end_id = tokenizer.token_to_id(END_TOKEN)
 
     def encode(ids):
@@ -108,17 +121,27 @@ def main():
     for name in args.packages:
         versions[name] = getattr(__import__(name), "__version__", "unknown")
     with open(os.path.join(args.out, "sources.json"), "w") as f:
-        json.dump({
-            "versions": versions,
-            "licences": {"stdlib": "PSF-2.0", "keras": "Apache-2.0",
-                         "keras_hub": "Apache-2.0", "jax": "Apache-2.0"},
-            "train_files": [files[i] for i in train_ids],
-            "valid_files": [files[i] for i in valid_ids],
-            "train_tokens": int(train.size),
-            "valid_tokens": int(valid.size),
-        }, f, indent=1)
-    print(f"{len(files)} files, train {train.size:,} tokens, "
-          f"valid {valid.size:,} tokens, end id {end_id}")
+        json.dump(
+            {
+                "versions": versions,
+                "licences": {
+                    "stdlib": "PSF-2.0",
+                    "keras": "Apache-2.0",
+                    "keras_hub": "Apache-2.0",
+                    "jax": "Apache-2.0",
+                },
+                "train_files": [files[i] for i in train_ids],
+                "valid_files": [files[i] for i in valid_ids],
+                "train_tokens": int(train.size),
+                "valid_tokens": int(valid.size),
+            },
+            f,
+            indent=1,
+        )
+    print(
+        f"{len(files)} files, train {train.size:,} tokens, "
+        f"valid {valid.size:,} tokens, end id {end_id}"
+    )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,10 @@ def compile_model(model, args, total_steps):
 def windows(tokens, starts, seq_len):
     idx = starts[:, None] + np.arange(seq_len + 1)[None, :]
     batch = tokens[idx].astype("int32")
-    x = {"token_ids": batch[:, :-1],
-         "padding_mask": np.ones((len(starts), seq_len), dtype=bool)}
+    x = {
+        "token_ids": batch[:, :-1],
+        "padding_mask": np.ones((len(starts), seq_len), dtype=bool),
+    }
     return x, batch[:, 1:]
 
 
@@ -79,8 +81,12 @@ def main():
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--total-tokens", type=float, default=30e6)
     p.add_argument("--checkpoint-steps", type=int, default=200)
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="stop (after a checkpoint) once this much time passed")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop (after a checkpoint) once this much time passed",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -104,8 +110,10 @@ def main():
         model = build_model(vocab_size, args)
         compile_model(model, args, total_steps)
         progress = {"step": 0, "history": [], "args": vars(args)}
-    print(f"params {model.count_params():,}; {total_steps} steps of "
-          f"{tokens_per_step} tokens")
+    print(
+        f"params {model.count_params():,}; {total_steps} steps of "
+        f"{tokens_per_step} tokens"
+    )
 
     rng = np.random.default_rng(args.seed + 1)
     valid_starts = rng.integers(0, valid.size - args.seq_len - 1, size=64)
@@ -115,16 +123,17 @@ def main():
     while progress["step"] < total_steps:
         chunk = min(args.checkpoint_steps, total_steps - progress["step"])
         step_rng = np.random.default_rng([args.seed, progress["step"]])
-        starts = step_rng.integers(0, train.size - args.seq_len - 1,
-                                   size=chunk * args.batch_size)
+        starts = step_rng.integers(
+            0, train.size - args.seq_len - 1, size=chunk * args.batch_size
+        )
         x, y = windows(train, starts, args.seq_len)
         t0 = time.time()
-        hist = model.fit(x, y, batch_size=args.batch_size, epochs=1,
-                         shuffle=False, verbose=2)
+        hist = model.fit(
+            x, y, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=2
+        )
         elapsed = time.time() - t0
         progress["step"] += chunk
-        val_loss, val_acc = model.evaluate(valid_x, valid_y, batch_size=16,
-                                           verbose=0)
+        val_loss, val_acc = model.evaluate(valid_x, valid_y, batch_size=16, verbose=0)
         record = {
             "step": progress["step"],
             "tokens": progress["step"] * tokens_per_step,

@@ -16,9 +16,9 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+from tiny_models import noisy_copy
 
 import keras_specdec
-from tiny_models import noisy_copy
 
 VOCAB = 5
 NUM_SAMPLES = 100_000
@@ -27,8 +27,13 @@ NUM_SAMPLES = 100_000
 def tiny_gpt2(seed, hidden=16, logit_scale=3.0):
     keras.utils.set_random_seed(seed)
     backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=VOCAB, num_layers=2, num_heads=2, hidden_dim=hidden,
-        intermediate_dim=2 * hidden, max_sequence_length=16)
+        vocabulary_size=VOCAB,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=hidden,
+        intermediate_dim=2 * hidden,
+        max_sequence_length=16,
+    )
     model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
     # Sharper, less uniform next-token distributions than the random init.
     embedding = backbone.token_embedding.embeddings
@@ -51,7 +56,8 @@ def reference_probs(logits, base):
     else:  # TopPSampler: keep a token if the mass ranked before it is <= p.
         cumulative = np.cumsum(sorted_probs, -1)
         before = np.concatenate(
-            [np.zeros_like(cumulative[..., :1]), cumulative[..., :-1]], -1)
+            [np.zeros_like(cumulative[..., :1]), cumulative[..., :-1]], -1
+        )
         keep_sorted = (before <= base.p) | (rank == 0)
     keep = np.zeros_like(keep_sorted)
     np.put_along_axis(keep, order, keep_sorted, -1)
@@ -62,11 +68,13 @@ def reference_probs(logits, base):
 def exact_joint(target, prompt, num_new, base):
     """P(continuation) for every continuation of `num_new` tokens."""
     continuations = np.array(
-        list(itertools.product(range(VOCAB), repeat=num_new)), "int32")
+        list(itertools.product(range(VOCAB), repeat=num_new)), "int32"
+    )
     n = len(continuations)
     ids = np.concatenate([np.tile(prompt, (n, 1)), continuations], axis=1)
-    logits = np.asarray(target({"token_ids": ids,
-                                "padding_mask": np.ones_like(ids, bool)}))
+    logits = np.asarray(
+        target({"token_ids": ids, "padding_mask": np.ones_like(ids, bool)})
+    )
     joint = np.ones(n)
     for t in range(num_new):
         probs = reference_probs(logits[:, len(prompt) - 1 + t], base)
@@ -79,8 +87,9 @@ def sample_many(target, sampler, token_ids, padding_mask, num_copies, seed):
     each copy runs the real `generate_step` with its own seed state."""
     target.compile(sampler=sampler)
     sampler_vars = sampler.variables
-    seed_slot = [i for i, v in enumerate(sampler_vars)
-                 if v is sampler.seed_generator.state][0]
+    seed_slot = [
+        i for i, v in enumerate(sampler_vars) if v is sampler.seed_generator.state
+    ][0]
     values = [v.value for v in sampler_vars]
     model_vars = target.trainable_variables + target.non_trainable_variables
     model_values = [v.value for v in model_vars]
@@ -92,13 +101,13 @@ def sample_many(target, sampler, token_ids, padding_mask, num_copies, seed):
         with keras.StatelessScope(state_mapping=mapping):
             out = target.generate_step(
                 {"token_ids": token_ids, "padding_mask": padding_mask},
-                stop_token_ids=None)
+                stop_token_ids=None,
+            )
         return out["token_ids"]
 
     seeds = np.stack([np.full(num_copies, seed), np.arange(num_copies)], 1)
     run = jax.jit(jax.vmap(one))
-    chunks = [np.asarray(run(s.astype("uint32")))
-              for s in np.array_split(seeds, 4)]
+    chunks = [np.asarray(run(s.astype("uint32"))) for s in np.array_split(seeds, 4)]
     return np.concatenate(chunks)  # (num_copies, batch, max_length)
 
 
@@ -108,8 +117,10 @@ def tv_and_noise_floor(samples, exact, seed=0):
     counts = np.bincount(codes, minlength=len(exact))
     tv = 0.5 * np.abs(counts / len(samples) - exact).sum()
     rng = np.random.default_rng(seed)
-    floor = [0.5 * np.abs(rng.multinomial(len(samples), exact) / len(samples)
-                          - exact).sum() for _ in range(200)]
+    floor = [
+        0.5 * np.abs(rng.multinomial(len(samples), exact) / len(samples) - exact).sum()
+        for _ in range(200)
+    ]
     return tv, np.mean(floor), np.std(floor), counts
 
 
@@ -135,15 +146,17 @@ def test_sequence_distribution_is_exact(base_name, ragged):
 
     base = BASE_SAMPLERS[base_name]()
     sampler = keras_specdec.SpeculativeSampler(draft, 3, base_sampler=base)
-    samples = sample_many(target, sampler, token_ids, padding_mask,
-                          NUM_SAMPLES, seed=1234)
+    samples = sample_many(
+        target, sampler, token_ids, padding_mask, NUM_SAMPLES, seed=1234
+    )
     for row, prompt in enumerate(prompts):
         # Prompt tokens are never overwritten.
         assert (samples[:, row, : len(prompt)] == prompt).all()
         num_new = max_length - len(prompt)  # 4 (and 3 for the ragged row)
         exact = exact_joint(target, np.array(prompt), num_new, base)
         tv, floor_mean, floor_std, counts = tv_and_noise_floor(
-            samples[:, row, len(prompt):], exact)
+            samples[:, row, len(prompt) :], exact
+        )
         # Never a continuation the target cannot produce (top-k / top-p zeros).
         assert counts[exact == 0].sum() == 0
         # An exact sampler's TV at this sample size is floor_mean +- floor_std

@@ -6,12 +6,9 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+from tiny_models import BUILDERS, generate_inputs, noisy_copy, tiny_causal_lm
 
 import keras_specdec
-from tiny_models import BUILDERS
-from tiny_models import generate_inputs
-from tiny_models import noisy_copy
-from tiny_models import tiny_causal_lm
 
 # GPT-NeoX's cached decoding applies RoPE without the cache offset (upstream
 # keras-hub 0.32 bug): a multi-token verify chunk and single-token steps see
@@ -37,7 +34,9 @@ def generate(model, sampler, token_ids, padding_mask, family="gpt2", **kwargs):
     model.compile(sampler=sampler)
     kwargs.setdefault("stop_token_ids", None)
     out = model.generate(generate_inputs(family, token_ids, padding_mask), **kwargs)
-    return {k: np.asarray(v) for k, v in out.items() if k in ("token_ids", "padding_mask")}
+    return {
+        k: np.asarray(v) for k, v in out.items() if k in ("token_ids", "padding_mask")
+    }
 
 
 @pytest.mark.parametrize("family", sorted(BUILDERS))
@@ -68,9 +67,7 @@ def test_gpt_neox_greedy_mismatch_is_the_upstream_bug():
     draft = noisy_copy(target, noise=0.5, seed=2)
     batch = ragged_batch(20)
     expected = generate(target, "greedy", *batch)
-    out = generate(
-        target, keras_specdec.SpeculativeSampler(draft, 3), *batch
-    )
+    out = generate(target, keras_specdec.SpeculativeSampler(draft, 3), *batch)
     np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
 
 
@@ -150,8 +147,9 @@ def test_second_generate_does_not_retrace_and_draft_weights_are_arguments():
     sampler = keras_specdec.SpeculativeSampler(draft, 3)
     target.compile(sampler=sampler)
     token_ids, padding_mask = ragged_batch(20)
-    target.generate(generate_inputs("gpt2", token_ids, padding_mask),
-                    stop_token_ids=None)
+    target.generate(
+        generate_inputs("gpt2", token_ids, padding_mask), stop_token_ids=None
+    )
     assert sampler.trace_count == 1
     first = sampler.stats()
     assert first["acceptance_rate"] < 1.0
@@ -159,8 +157,9 @@ def test_second_generate_does_not_retrace_and_draft_weights_are_arguments():
     # compiled program too, so they are arguments, not baked-in constants.
     draft.set_weights(target.get_weights())
     sampler.reset_stats()
-    target.generate(generate_inputs("gpt2", token_ids + 1, padding_mask),
-                    stop_token_ids=None)
+    target.generate(
+        generate_inputs("gpt2", token_ids + 1, padding_mask), stop_token_ids=None
+    )
     assert sampler.trace_count == 1
     assert sampler.stats()["acceptance_rate"] == 1.0
     draft_ids = {id(v) for v in draft.weights}
@@ -175,10 +174,13 @@ def test_serialization_round_trip(tmp_path):
     assert config["registered_name"] == "keras_specdec>SpeculativeSampler"
     assert isinstance(keras_hub.samplers.get(config), keras_specdec.SpeculativeSampler)
     restored = keras_hub.samplers.get(
-        {"class_name": "keras_specdec>SpeculativeSampler",
-         "config": sampler.get_config()}
+        {
+            "class_name": "keras_specdec>SpeculativeSampler",
+            "config": sampler.get_config(),
+        }
     )
     assert isinstance(restored, keras_specdec.SpeculativeSampler)
+
     def without_draft(config):
         return {k: v for k, v in config.items() if k != "draft"}
 
@@ -217,8 +219,13 @@ def test_errors_are_clear_and_early(monkeypatch):
     keras.utils.set_random_seed(0)
     other_vocab = keras_hub.models.GPT2CausalLM(
         backbone=keras_hub.models.GPT2Backbone(
-            vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16,
-            intermediate_dim=32, max_sequence_length=64),
+            vocabulary_size=50,
+            num_layers=1,
+            num_heads=2,
+            hidden_dim=16,
+            intermediate_dim=32,
+            max_sequence_length=64,
+        ),
         preprocessor=None,
     )
     sampler = keras_specdec.SpeculativeSampler(other_vocab, 2)
@@ -235,9 +242,16 @@ def test_recurrent_models_are_refused():
     keras.utils.set_random_seed(0)
     rwkv = keras_hub.models.RWKV7CausalLM(
         backbone=keras_hub.models.RWKV7Backbone(
-            hidden_size=32, head_size=16, num_layers=1, vocabulary_size=48,
-            intermediate_dim=64, gate_lora=8, mv_lora=8, aaa_lora=8,
-            decay_lora=8),
+            hidden_size=32,
+            head_size=16,
+            num_layers=1,
+            vocabulary_size=48,
+            intermediate_dim=64,
+            gate_lora=8,
+            mv_lora=8,
+            aaa_lora=8,
+            decay_lora=8,
+        ),
         preprocessor=None,
     )
     with pytest.raises(ValueError, match="rolled back"):

@@ -21,11 +21,16 @@ def _llama_like(backbone_cls, task_cls, **extra):
     def build(size):
         layers, hidden, heads, kv, inter = _dims(size)
         backbone = backbone_cls(
-            vocabulary_size=VOCAB, num_layers=layers, num_query_heads=heads,
-            num_key_value_heads=kv, hidden_dim=hidden, intermediate_dim=inter,
+            vocabulary_size=VOCAB,
+            num_layers=layers,
+            num_query_heads=heads,
+            num_key_value_heads=kv,
+            hidden_dim=hidden,
+            intermediate_dim=inter,
             **extra,
         )
         return task_cls(backbone=backbone, preprocessor=None)
+
     return build
 
 
@@ -33,10 +38,15 @@ def _gpt_like(backbone_cls, task_cls, heads_arg="num_heads", **extra):
     def build(size):
         layers, hidden, heads, _, inter = _dims(size)
         backbone = backbone_cls(
-            vocabulary_size=VOCAB, num_layers=layers, hidden_dim=hidden,
-            intermediate_dim=inter, **{heads_arg: heads}, **extra,
+            vocabulary_size=VOCAB,
+            num_layers=layers,
+            hidden_dim=hidden,
+            intermediate_dim=inter,
+            **{heads_arg: heads},
+            **extra,
         )
         return task_cls(backbone=backbone, preprocessor=None)
+
     return build
 
 
@@ -44,28 +54,39 @@ def _gemma(version):
     def build(size):
         layers, hidden, heads, kv, inter = _dims(size)
         common = dict(
-            vocabulary_size=VOCAB, num_layers=layers, num_query_heads=heads,
-            num_key_value_heads=kv, hidden_dim=hidden, intermediate_dim=inter,
+            vocabulary_size=VOCAB,
+            num_layers=layers,
+            num_query_heads=heads,
+            num_key_value_heads=kv,
+            hidden_dim=hidden,
+            intermediate_dim=inter,
             head_dim=hidden // heads,
         )
         m = keras_hub.models
         if version == 1:
             return m.GemmaCausalLM(
-                backbone=m.GemmaBackbone(**common), preprocessor=None)
+                backbone=m.GemmaBackbone(**common), preprocessor=None
+            )
         if version == 2:
             backbone = m.GemmaBackbone(
-                **common, query_head_dim_normalize=False,
-                use_post_ffw_norm=True, use_post_attention_norm=True,
-                final_logit_soft_cap=30.0, attention_logit_soft_cap=50.0,
-                use_sliding_window_attention=True, sliding_window_size=16)
+                **common,
+                query_head_dim_normalize=False,
+                use_post_ffw_norm=True,
+                use_post_attention_norm=True,
+                final_logit_soft_cap=30.0,
+                attention_logit_soft_cap=50.0,
+                use_sliding_window_attention=True,
+                sliding_window_size=16,
+            )
             return m.GemmaCausalLM(backbone=backbone, preprocessor=None)
         if version == 3:
             backbone = m.Gemma3Backbone(
-                **common, image_size=16, vision_encoder=None,
-                sliding_window_size=16)
+                **common, image_size=16, vision_encoder=None, sliding_window_size=16
+            )
             return m.Gemma3CausalLM(backbone=backbone, preprocessor=None)
         backbone = m.Gemma4Backbone(**common, image_size=16, vision_encoder=None)
         return m.Gemma4CausalLM(backbone=backbone, preprocessor=None)
+
     return build
 
 
@@ -73,24 +94,38 @@ def _moe(backbone_cls, task_cls, **extra):
     def build(size):
         layers, hidden, heads, kv, inter = _dims(size)
         backbone = backbone_cls(
-            vocabulary_size=VOCAB, num_layers=layers, num_query_heads=heads,
-            num_key_value_heads=kv, hidden_dim=hidden, intermediate_dim=inter,
-            num_experts=4, **extra,
+            vocabulary_size=VOCAB,
+            num_layers=layers,
+            num_query_heads=heads,
+            num_key_value_heads=kv,
+            hidden_dim=hidden,
+            intermediate_dim=inter,
+            num_experts=4,
+            **extra,
         )
         return task_cls(backbone=backbone, preprocessor=None)
+
     return build
 
 
 def _smollm3(size):
     layers, hidden, heads, kv, inter = _dims(size)
     backbone = keras_hub.models.SmolLM3Backbone(
-        vocabulary_size=VOCAB, hidden_dim=hidden, intermediate_dim=inter,
-        num_layers=layers, num_attention_heads=heads, num_key_value_heads=kv,
-        attention_bias=False, attention_dropout=0.0,
+        vocabulary_size=VOCAB,
+        hidden_dim=hidden,
+        intermediate_dim=inter,
+        num_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        attention_bias=False,
+        attention_dropout=0.0,
         rope_layer_enabled_list=[True] * layers,
-        layer_types=["attention"] * layers, mlp_bias=False,
-        layer_norm_epsilon=1e-6, max_position_embeddings=MAX_LEN,
-        rope_theta=10000.0, partial_rotary_factor=1.0,
+        layer_types=["attention"] * layers,
+        mlp_bias=False,
+        layer_norm_epsilon=1e-6,
+        max_position_embeddings=MAX_LEN,
+        rope_theta=10000.0,
+        partial_rotary_factor=1.0,
     )
     return keras_hub.models.SmolLM3CausalLM(backbone=backbone, preprocessor=None)
 
@@ -98,36 +133,54 @@ def _smollm3(size):
 def _qwen3(size):
     layers, hidden, heads, kv, inter = _dims(size)
     backbone = keras_hub.models.Qwen3Backbone(
-        vocabulary_size=VOCAB, num_layers=layers, num_query_heads=heads,
-        num_key_value_heads=kv, head_dim=hidden // heads, hidden_dim=hidden,
-        intermediate_dim=inter)
+        vocabulary_size=VOCAB,
+        num_layers=layers,
+        num_query_heads=heads,
+        num_key_value_heads=kv,
+        head_dim=hidden // heads,
+        hidden_dim=hidden,
+        intermediate_dim=inter,
+    )
     return keras_hub.models.Qwen3CausalLM(backbone=backbone, preprocessor=None)
 
 
 def _qwen3_moe(size):
     layers, hidden, heads, kv, inter = _dims(size)
     backbone = keras_hub.models.Qwen3MoeBackbone(
-        vocabulary_size=VOCAB, num_layers=layers, num_query_heads=heads,
-        num_key_value_heads=kv, head_dim=hidden // heads, hidden_dim=hidden,
-        intermediate_dim=inter, moe_intermediate_dim=inter // 2, num_experts=4,
-        top_k=2)
+        vocabulary_size=VOCAB,
+        num_layers=layers,
+        num_query_heads=heads,
+        num_key_value_heads=kv,
+        head_dim=hidden // heads,
+        hidden_dim=hidden,
+        intermediate_dim=inter,
+        moe_intermediate_dim=inter // 2,
+        num_experts=4,
+        top_k=2,
+    )
     return keras_hub.models.Qwen3MoeCausalLM(backbone=backbone, preprocessor=None)
 
 
 def _qwen_moe(size):
     layers, hidden, heads, kv, inter = _dims(size)
     backbone = keras_hub.models.QwenMoeBackbone(
-        vocabulary_size=VOCAB, num_layers=layers, num_query_heads=heads,
-        num_key_value_heads=kv, hidden_dim=hidden, intermediate_dim=inter,
-        moe_intermediate_dim=inter // 2, shared_expert_intermediate_dim=inter,
-        num_experts=4, top_k=2)
+        vocabulary_size=VOCAB,
+        num_layers=layers,
+        num_query_heads=heads,
+        num_key_value_heads=kv,
+        hidden_dim=hidden,
+        intermediate_dim=inter,
+        moe_intermediate_dim=inter // 2,
+        shared_expert_intermediate_dim=inter,
+        num_experts=4,
+        top_k=2,
+    )
     return keras_hub.models.QwenMoeCausalLM(backbone=backbone, preprocessor=None)
 
 
 m = keras_hub.models
 BUILDERS = {
-    "gpt2": _gpt_like(m.GPT2Backbone, m.GPT2CausalLM,
-                      max_sequence_length=MAX_LEN),
+    "gpt2": _gpt_like(m.GPT2Backbone, m.GPT2CausalLM, max_sequence_length=MAX_LEN),
     "gemma": _gemma(1),
     "gemma2": _gemma(2),
     "gemma3": _gemma(3),
@@ -140,15 +193,20 @@ BUILDERS = {
     "qwen3": _qwen3,
     "qwen_moe": _qwen_moe,
     "qwen3_moe": _qwen3_moe,
-    "phi3": _gpt_like(m.Phi3Backbone, m.Phi3CausalLM,
-                      heads_arg="num_query_heads", num_key_value_heads=2),
-    "opt": _gpt_like(m.OPTBackbone, m.OPTCausalLM,
-                     max_sequence_length=MAX_LEN),
+    "phi3": _gpt_like(
+        m.Phi3Backbone,
+        m.Phi3CausalLM,
+        heads_arg="num_query_heads",
+        num_key_value_heads=2,
+    ),
+    "opt": _gpt_like(m.OPTBackbone, m.OPTCausalLM, max_sequence_length=MAX_LEN),
     "bloom": _gpt_like(m.BloomBackbone, m.BloomCausalLM),
-    "falcon": _gpt_like(m.FalconBackbone, m.FalconCausalLM,
-                        heads_arg="num_attention_heads"),
-    "gpt_neox": _gpt_like(m.GPTNeoXBackbone, m.GPTNeoXCausalLM,
-                          max_sequence_length=MAX_LEN),
+    "falcon": _gpt_like(
+        m.FalconBackbone, m.FalconCausalLM, heads_arg="num_attention_heads"
+    ),
+    "gpt_neox": _gpt_like(
+        m.GPTNeoXBackbone, m.GPTNeoXCausalLM, max_sequence_length=MAX_LEN
+    ),
     "smollm3": _smollm3,
     "gpt_oss": _moe(m.GptOssBackbone, m.GptOssCausalLM),
 }
