@@ -1,11 +1,29 @@
 """What the sampler needs from a KerasHub model, in one place.
 
-KerasHub's causal LMs share `call_with_cache(token_ids, cache, index)` and a
-private `_build_cache(token_ids, ...)`; the multimodal Gemma families take
-extra optional arguments. These helpers call both uniformly for text-only
-generation, so the sampler itself has no per-family code.
+The sampler sees every model through two calls: `init_state` (build the
+model's decoding state from the prompt) and `decode` (run a chunk of tokens at
+an index, return logits and the new state). Three kinds of KerasHub models:
+
+- causal LMs: `call_with_cache(token_ids, cache, index)` and a private
+  `_build_cache(token_ids, ...)` (the multimodal Gemmas take extra optional
+  arguments, filled in for text-only generation);
+- T5 and BART: `call_decoder_with_cache(...)` with self- and cross-attention
+  caches; state `(self_cache, encoder_hidden, encoder_mask, cross_cache)`,
+  the same tuple their `generate_step` hands the sampler;
+- T5Gemma: `call_decoder_with_cache(decoder_token_ids, ..., encoder_output,
+  ...)`; state `(cache, encoder_output, encoder_padding_mask)`.
+
+Encoder-decoder drafts run their own encoder, on the encoder inputs of the
+`generate()` batch. KerasHub's `generate_step` does not pass those to the
+sampler, so `publish_generate_inputs` wraps the family's `generate_step` once
+(at sampler construction) to publish its `inputs` in a context variable for
+the duration of the call. Inside `generate()`'s jit these are the traced
+arguments of the current call, never values frozen into the program, so a
+second batch of the same shape that hits the jit cache gets its own inputs.
 """
 
+import contextvars
+import functools
 import inspect
 
 import keras_hub
@@ -90,3 +108,109 @@ def call_with_cache(model, token_ids, cache, index, prompt_mask=None):
     index = ops.cast(index, "int32")
     outputs = model.call_with_cache(token_ids, cache, index, **kwargs)
     return outputs[0], outputs[-1]
+
+
+# ---------------------------------------------------------------------------
+# Encoder-decoders.
+
+_GENERATE_INPUTS = contextvars.ContextVar("keras_specdec_generate_inputs")
+
+
+def is_seq2seq(model):
+    return isinstance(model, keras_hub.models.Seq2SeqLM)
+
+
+def publish_generate_inputs(model_class):
+    """Wrap `model_class.generate_step` (once) to publish its inputs."""
+    owner = next(c for c in model_class.__mro__ if "generate_step" in c.__dict__)
+    original = owner.__dict__["generate_step"]
+    if getattr(original, "_keras_specdec_publishes_inputs", False):
+        return
+
+    @functools.wraps(original)
+    def generate_step(self, inputs, *args, **kwargs):
+        token = _GENERATE_INPUTS.set(inputs)
+        try:
+            return original(self, inputs, *args, **kwargs)
+        finally:
+            _GENERATE_INPUTS.reset(token)
+
+    generate_step._keras_specdec_publishes_inputs = True
+    owner.generate_step = generate_step
+
+
+def current_generate_inputs(model):
+    inputs = _GENERATE_INPUTS.get(None)
+    if inputs is None or "encoder_token_ids" not in inputs:
+        raise ValueError(
+            f"The encoder inputs of `{type(model).__name__}.generate()` are not "
+            "available to the sampler. keras_specdec publishes them by wrapping "
+            "the draft family's `generate_step` when the sampler is built; use "
+            "a draft of the target's family, or call "
+            "`keras_specdec.model_utils.publish_generate_inputs("
+            f"{type(model).__name__})` before `generate()`."
+        )
+    return inputs
+
+
+def _is_t5gemma_like(model):
+    return "encoder_output" in _parameters(model.call_decoder_with_cache)
+
+
+def target_state(model, cache):
+    """The sampler's decoding state for the target from `generate_step`'s cache."""
+    if not is_seq2seq(model) or not _is_t5gemma_like(model):
+        return cache  # causal cache, or T5/BART's 4-tuple
+    # T5Gemma keeps its encoder output out of the cache handed to the sampler.
+    inputs = current_generate_inputs(model)
+    encoder_output, encoder_mask = model.call_encoder(
+        inputs["encoder_token_ids"], inputs["encoder_padding_mask"]
+    )
+    return (cache, encoder_output, encoder_mask)
+
+
+def init_state(model, token_ids, padding_mask):
+    """Build a draft's own decoding state (and encoder pass) for this batch."""
+    if not is_seq2seq(model):
+        return build_cache(model, token_ids, padding_mask)
+    inputs = current_generate_inputs(model)
+    encoder_ids = inputs["encoder_token_ids"]
+    encoder_mask = inputs["encoder_padding_mask"]
+    if _is_t5gemma_like(model):
+        _, cache, (encoder_output, encoder_mask) = model._build_cache(
+            encoder_ids, encoder_mask, token_ids, padding_mask
+        )
+        return (cache, encoder_output, encoder_mask)
+    _, encoder_hidden, self_cache, cross_cache = model._build_cache(
+        encoder_ids, encoder_mask, token_ids
+    )
+    return (self_cache, encoder_hidden, encoder_mask, cross_cache)
+
+
+def decode(model, state, token_ids, index, prompt_mask=None):
+    """Run `token_ids` (batch, chunk) at `index`: `(logits, new_state)`."""
+    if not is_seq2seq(model):
+        return call_with_cache(model, token_ids, state, index, prompt_mask)
+    index = ops.cast(index, "int32")
+    if _is_t5gemma_like(model):
+        cache, encoder_output, encoder_mask = state
+        logits, _, cache = model.call_decoder_with_cache(
+            decoder_token_ids=token_ids,
+            decoder_padding_mask=None,
+            cache=cache,
+            cache_update_index=index,
+            encoder_output=encoder_output,
+            encoder_padding_mask=encoder_mask,
+        )
+        return logits, (cache, encoder_output, encoder_mask)
+    self_cache, encoder_hidden, encoder_mask, cross_cache = state
+    logits, _, self_cache, _ = model.call_decoder_with_cache(
+        encoder_hidden_states=encoder_hidden,
+        encoder_padding_mask=encoder_mask,
+        decoder_token_ids=token_ids,
+        self_attention_cache=self_cache,
+        self_attention_cache_update_index=index,
+        cross_attention_cache=cross_cache,
+        cross_attention_cache_update_index=None,
+    )
+    return logits, (self_cache, encoder_hidden, encoder_mask, cross_cache)

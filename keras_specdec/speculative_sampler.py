@@ -138,10 +138,12 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             draft = keras.saving.deserialize_keras_object(copy.deepcopy(draft))
         if not isinstance(draft, keras_hub.models.CausalLM):
             raise ValueError(
-                "`draft` must be a KerasHub `CausalLM` (or a preset name or "
-                f"path for one), got {type(draft).__name__}."
+                "`draft` must be a KerasHub `CausalLM` or `Seq2SeqLM` (or a "
+                f"preset name or path for one), got {type(draft).__name__}."
             )
         model_utils.check_rollback(draft, "draft")
+        if model_utils.is_seq2seq(draft):
+            model_utils.publish_generate_inputs(type(draft))
         self.draft = draft
         self._stats = keras.Variable(
             ops.zeros((len(STAT_NAMES),), dtype="int32"),
@@ -185,10 +187,14 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 "`target.generate()`."
             )
         model_utils.check_rollback(model, "target")
-        if isinstance(model, keras_hub.models.Seq2SeqLM):
+        if model_utils.is_seq2seq(model) != model_utils.is_seq2seq(self.draft):
+            kind = {True: "an encoder-decoder `Seq2SeqLM`", False: "a `CausalLM`"}
             raise ValueError(
-                "Encoder-decoder targets are not supported by this version of "
-                "`SpeculativeSampler`."
+                f"The target is {kind[model_utils.is_seq2seq(model)]} "
+                f"(`{type(model).__name__}`) but the draft is "
+                f"{kind[model_utils.is_seq2seq(self.draft)]} "
+                f"(`{type(self.draft).__name__}`). Use a draft of the same kind "
+                "and vocabulary, e.g. a smaller preset of the target's family."
             )
         target_vocab = model_utils.vocabulary_size(model)
         draft_vocab = model_utils.vocabulary_size(self.draft)
@@ -236,7 +242,8 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         prompt_mask_buffer = ops.concatenate([prompt_mask, no_tail], axis=1)
         forced = prompt_mask_buffer  # (batch, max_length + gamma)
         positions = ops.arange(max_length + gamma, dtype="int32")[None, :]
-        draft_cache = model_utils.build_cache(self.draft, prompt, prompt_mask)
+        draft_cache = model_utils.init_state(self.draft, prompt, prompt_mask)
+        cache = model_utils.target_state(model, cache)
         stats = ops.zeros((len(STAT_NAMES),), dtype="int32")
 
         def window(x, start, size):
@@ -260,10 +267,10 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             # all gamma drafts were accepted, the last draft token was never
             # fed to the draft, and its cache slot would be a hole.
             start = ops.maximum(index - 2, 0)
-            draft_logits, draft_cache = model_utils.call_with_cache(
+            draft_logits, draft_cache = model_utils.decode(
                 self.draft,
-                window(tokens, start, 2),
                 draft_cache,
+                window(tokens, start, 2),
                 start,
                 window(prompt_mask_buffer, start, 2),
             )
@@ -274,10 +281,10 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                     # Past max_length the position is invalid; clamp so the
                     # cache write stays inside the cache.
                     feed = ops.minimum(index + j - 1, max_length - 1)
-                    draft_logits, draft_cache = model_utils.call_with_cache(
+                    draft_logits, draft_cache = model_utils.decode(
                         self.draft,
-                        window(tokens, feed, 1),
                         draft_cache,
+                        window(tokens, feed, 1),
                         feed,
                         window(prompt_mask_buffer, feed, 1),
                     )
@@ -301,10 +308,10 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             # earlier (re-feeding decided tokens) instead of being clamped by
             # XLA onto earlier cache slots; its logits are realigned below.
             verify_start = ops.minimum(index - 1, max_length - gamma - 1)
-            target_logits, target_cache = model_utils.call_with_cache(
+            target_logits, target_cache = model_utils.decode(
                 model,
-                window(tokens, verify_start, gamma + 1),
                 target_cache,
+                window(tokens, verify_start, gamma + 1),
                 verify_start,
                 window(prompt_mask_buffer, verify_start, gamma + 1),
             )  # (batch, gamma + 1, vocab)

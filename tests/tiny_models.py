@@ -241,3 +241,81 @@ def generate_inputs(family, token_ids, padding_mask):
         # Gemma3's generate() returns an `images` key that must not be None.
         inputs["images"] = np.zeros((len(token_ids), 0, 16, 16, 3), "float32")
     return inputs
+
+
+# ---- encoder-decoders ----
+def _t5(size):
+    layers, hidden, heads, _, inter = _dims(size)
+    backbone = keras_hub.models.T5Backbone(
+        vocabulary_size=VOCAB,
+        num_layers=layers,
+        num_heads=heads,
+        hidden_dim=hidden,
+        intermediate_dim=inter,
+        dropout=0.0,
+    )
+    return keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=None)
+
+
+def _bart(size):
+    layers, hidden, heads, _, inter = _dims(size)
+    backbone = keras_hub.models.BartBackbone(
+        vocabulary_size=VOCAB,
+        num_layers=layers,
+        num_heads=heads,
+        hidden_dim=hidden,
+        intermediate_dim=inter,
+        dropout=0.0,
+        max_sequence_length=MAX_LEN,
+    )
+    return keras_hub.models.BartSeq2SeqLM(backbone=backbone, preprocessor=None)
+
+
+def _t5gemma(size):
+    layers, hidden, heads, kv, inter = _dims(size)
+    side = dict(
+        hidden_dim=hidden,
+        intermediate_dim=inter,
+        num_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        head_dim=hidden // heads,
+        layer_types=["full_attention"] * layers,
+    )
+    backbone = keras_hub.models.T5GemmaBackbone(
+        vocabulary_size=VOCAB,
+        **{f"encoder_{k}": v for k, v in side.items()},
+        **{f"decoder_{k}": v for k, v in side.items()},
+        initializer_range=0.2,
+    )
+    return keras_hub.models.T5GemmaSeq2SeqLM(backbone=backbone, preprocessor=None)
+
+
+SEQ2SEQ_BUILDERS = {"t5": _t5, "bart": _bart, "t5gemma": _t5gemma}
+
+
+def tiny_seq2seq_lm(family, size="target", seed=0):
+    """A tiny encoder-decoder of `family` ("t5", "bart", "t5gemma")."""
+    keras.utils.set_random_seed(seed)
+    return SEQ2SEQ_BUILDERS[family](size)
+
+
+def seq2seq_inputs(encoder_prompts, decoder_prompts, encoder_length, max_length):
+    """Right-padded token-id inputs for a Seq2SeqLM without preprocessor."""
+
+    def pad(prompts, length):
+        ids = np.zeros((len(prompts), length), "int32")
+        mask = np.zeros((len(prompts), length), bool)
+        for row, prompt in enumerate(prompts):
+            ids[row, : len(prompt)] = prompt
+            mask[row, : len(prompt)] = True
+        return ids, mask
+
+    encoder_ids, encoder_mask = pad(encoder_prompts, encoder_length)
+    decoder_ids, decoder_mask = pad(decoder_prompts, max_length)
+    return {
+        "encoder_token_ids": encoder_ids,
+        "encoder_padding_mask": encoder_mask,
+        "decoder_token_ids": decoder_ids,
+        "decoder_padding_mask": decoder_mask,
+    }
