@@ -1,0 +1,179 @@
+"""The paper's theory as small pure functions (Leviathan et al., 2023, §3).
+
+alpha is the expected acceptance rate E[beta], beta = sum_x min(p(x), q(x));
+gamma the number of draft tokens per round; c the cost of one draft step
+relative to one target step.
+
+>>> round(expected_tokens_per_step(0.8, 4), 4)
+3.3616
+>>> round(expected_speedup(0.8, 4, 0.05), 4)
+2.8013
+"""
+
+import time
+
+import numpy as np
+
+
+def acceptance_rate(target_probs, draft_probs, *, per_position=False):
+    """beta = sum_x min(p(x), q(x)) per position (Theorem 3.5, Corollary 3.6).
+
+    Args:
+        target_probs, draft_probs: arrays `(..., vocab)`, p and q.
+        per_position: return beta at every position instead of its mean alpha.
+
+    >>> p = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    >>> q = np.array([[0.25, 0.25, 0.5], [1.0, 0.0, 0.0]])
+    >>> acceptance_rate(p, q, per_position=True).tolist()
+    [0.5, 1.0]
+    >>> float(acceptance_rate(p, q))
+    0.75
+    """
+    beta = np.minimum(np.asarray(target_probs), np.asarray(draft_probs)).sum(-1)
+    return beta if per_position else float(np.mean(beta))
+
+
+def expected_tokens_per_step(alpha, gamma):
+    """(1 - alpha^(gamma+1)) / (1 - alpha): tokens per target call (Eq. 1).
+
+    >>> expected_tokens_per_step(1.0, 4)
+    5.0
+    >>> expected_tokens_per_step(0.0, 4)
+    1.0
+    """
+    if alpha >= 1.0:
+        return float(gamma + 1)
+    return (1.0 - alpha ** (gamma + 1)) / (1.0 - alpha)
+
+
+def expected_speedup(alpha, gamma, c):
+    """Theorem 3.8: expected walltime improvement factor
+    (1 - alpha^(gamma+1)) / ((1 - alpha)(gamma c + 1)).
+
+    >>> round(expected_speedup(0.0, 3, 0.1), 4)  # nothing accepted: a slowdown
+    0.7692
+    """
+    return expected_tokens_per_step(alpha, gamma) / (gamma * c + 1.0)
+
+
+def optimal_num_speculative_tokens(alpha, c, *, max_gamma=32):
+    """The gamma in 1..max_gamma that maximises Theorem 3.8.
+
+    >>> optimal_num_speculative_tokens(0.8, 0.05)
+    8
+    >>> optimal_num_speculative_tokens(0.9, 0.01)
+    24
+    """
+    gammas = range(1, max_gamma + 1)
+    return max(gammas, key=lambda g: expected_speedup(alpha, g, c))
+
+
+def expected_ops_increase(alpha, gamma, c_hat):
+    """Theorem 3.11: expected factor of arithmetic operations,
+    (1 - alpha)(gamma c_hat + gamma + 1) / (1 - alpha^(gamma+1)),
+    where c_hat is the draft's operations per token relative to the target's.
+
+    >>> round(expected_ops_increase(0.8, 4, 0.0), 4)
+    1.4874
+    """
+    return (gamma * c_hat + gamma + 1.0) / expected_tokens_per_step(alpha, gamma)
+
+
+def speedup_lower_bound(alpha, c):
+    """Corollary 3.9: if alpha > c there is a gamma (gamma = 1 suffices) with
+    improvement >= (1 + alpha) / (1 + c); returns None when alpha <= c.
+
+    >>> round(speedup_lower_bound(0.7, 0.1), 4)
+    1.5455
+    >>> speedup_lower_bound(0.1, 0.2) is None
+    True
+    """
+    if alpha <= c:
+        return None
+    return (1.0 + alpha) / (1.0 + c)
+
+
+def _median_seconds(fn, repetitions, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repetitions):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def measure_cost_coefficient(
+    target, draft, *, batch_size=1, max_length=128, repetitions=20
+):
+    """c = time(one draft step) / time(one target step), measured here.
+
+    Each step is a jitted single-token `call_with_cache` (or
+    `call_decoder_with_cache`) at the middle of a `max_length` cache, timed
+    after warm-up (compilation excluded); returns the ratio of medians.
+    """
+    import jax
+    from keras import ops
+
+    from keras_specdec import model_utils
+
+    def step_time(model):
+        token_ids = np.ones((batch_size, max_length), "int32")
+        padding_mask = np.ones((batch_size, max_length), bool)
+        if model_utils.is_seq2seq(model):
+            inputs = {
+                "encoder_token_ids": token_ids,
+                "encoder_padding_mask": padding_mask,
+            }
+            token = model_utils._GENERATE_INPUTS.set(inputs)
+            try:
+                state = model_utils.init_state(model, token_ids, padding_mask)
+            finally:
+                model_utils._GENERATE_INPUTS.reset(token)
+        else:
+            state = model_utils.init_state(model, token_ids, padding_mask)
+        variables = [v.value for v in model.weights]
+
+        @jax.jit
+        def step(variables, state, token, index):
+            import keras
+
+            with keras.StatelessScope(state_mapping=zip(model.weights, variables)):
+                logits, state = model_utils.decode(model, state, token, index)
+            return logits, state
+
+        token = ops.ones((batch_size, 1), "int32")
+        index = ops.convert_to_tensor(max_length // 2, "int32")
+
+        def run():
+            jax.block_until_ready(step(variables, state, token, index))
+
+        return _median_seconds(run, repetitions)
+
+    return step_time(draft) / step_time(target)
+
+
+def estimate_alpha(target, draft, inputs, *, base_sampler="greedy"):
+    """alpha from the two models' distributions on real text, without running
+    speculative decoding: the mean over non-padding positions of
+    sum_x min(p(x), q(x)), with p, q the base sampler's adjusted
+    distributions given the true prefix (teacher forcing).
+
+    Args:
+        target, draft: KerasHub causal LMs sharing a vocabulary.
+        inputs: dict with `token_ids` and `padding_mask` `(batch, length)`.
+        base_sampler: as for `SpeculativeSampler`.
+    """
+    from keras_specdec import rejection
+    from keras_specdec.speculative_sampler import _get_base_sampler
+
+    base_sampler = _get_base_sampler(base_sampler)
+    inputs = {k: np.asarray(inputs[k]) for k in ("token_ids", "padding_mask")}
+    p = rejection.adjusted_probabilities(target.predict_on_batch(inputs), base_sampler)
+    q = rejection.adjusted_probabilities(draft.predict_on_batch(inputs), base_sampler)
+    beta = acceptance_rate(np.asarray(p), np.asarray(q), per_position=True)
+    # The prediction at position t is for token t + 1: count it where both
+    # positions are real tokens.
+    mask = inputs["padding_mask"][:, :-1] & inputs["padding_mask"][:, 1:]
+    return float(beta[:, :-1][mask].mean())

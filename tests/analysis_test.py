@@ -1,0 +1,71 @@
+"""The theory functions against values computed independently here."""
+
+import math
+
+import numpy as np
+import pytest
+from tiny_models import noisy_copy, tiny_causal_lm
+
+from keras_specdec import analysis
+
+
+def test_expected_tokens_per_step_is_a_truncated_geometric_sum():
+    for alpha in (0.0, 0.3, 0.8, 0.99):
+        for gamma in (1, 4, 9):
+            # E[tokens] = sum_{k=0}^{gamma} alpha^k.
+            direct = sum(alpha**k for k in range(gamma + 1))
+            assert analysis.expected_tokens_per_step(alpha, gamma) == pytest.approx(
+                direct
+            )
+    assert analysis.expected_tokens_per_step(0.8, 4) == pytest.approx(3.3616)
+    # The alpha -> 1 limit is gamma + 1, continuously.
+    assert analysis.expected_tokens_per_step(1 - 1e-9, 4) == pytest.approx(5.0)
+
+
+def test_speedup_and_optimal_gamma_by_brute_force():
+    for alpha, c in ((0.6, 0.1), (0.8, 0.05), (0.9, 0.02), (0.5, 0.3)):
+        values = {
+            g: (1 - alpha ** (g + 1)) / ((1 - alpha) * (g * c + 1))
+            for g in range(1, 33)
+        }
+        best = max(values, key=values.get)
+        assert analysis.optimal_num_speculative_tokens(alpha, c) == best
+        assert analysis.expected_speedup(alpha, best, c) == pytest.approx(values[best])
+        bound = analysis.speedup_lower_bound(alpha, c)
+        if alpha > c:
+            # Corollary 3.9: the best gamma is at least as good as the bound.
+            assert values[best] >= bound - 1e-12
+
+
+def test_ops_increase_matches_theorem_3_11():
+    alpha, gamma, c_hat = 0.7, 3, 0.02
+    expected = (1 - alpha) * (gamma * c_hat + gamma + 1) / (1 - alpha ** (gamma + 1))
+    assert analysis.expected_ops_increase(alpha, gamma, c_hat) == pytest.approx(
+        expected
+    )
+
+
+def test_acceptance_rate_is_one_minus_total_variation():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(7), size=20)
+    q = rng.dirichlet(np.ones(7), size=20)
+    tv = 0.5 * np.abs(p - q).sum(-1)
+    np.testing.assert_allclose(
+        analysis.acceptance_rate(p, q, per_position=True), 1 - tv
+    )
+
+
+def test_estimate_alpha_and_cost_coefficient_on_models():
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    ids = np.random.default_rng(0).integers(1, 48, size=(2, 16)).astype("int32")
+    mask = np.ones_like(ids, bool)
+    mask[1, 10:] = False
+    inputs = {"token_ids": ids, "padding_mask": mask}
+    assert analysis.estimate_alpha(
+        target, target, inputs, base_sampler="random"
+    ) == pytest.approx(1.0)
+    other = noisy_copy(target, 1.0, seed=2)
+    alpha = analysis.estimate_alpha(target, other, inputs, base_sampler="random")
+    assert 0.0 < alpha < 1.0
+    c = analysis.measure_cost_coefficient(target, other, max_length=32, repetitions=5)
+    assert math.isfinite(c) and c > 0
