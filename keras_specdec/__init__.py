@@ -5,8 +5,18 @@ target.compile(sampler=keras_specdec.SpeculativeSampler(draft=draft))
 target.generate(...)
 """
 
-from keras_specdec.speculative_sampler import SpeculativeSampler
+import os
+
+# keras_specdec runs on JAX: choose it unless the user already chose a backend
+# (an explicit other backend gets a clear error from SpeculativeSampler).
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+from keras_specdec import (
+    analysis,  # noqa: E402
+    pairs,  # noqa: E402
+)
+from keras_specdec.speculative_sampler import SpeculativeSampler  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["SpeculativeSampler", "__version__"]
+__all__ = ["SpeculativeSampler", "analysis", "pairs", "__version__"]

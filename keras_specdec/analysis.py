@@ -104,54 +104,66 @@ def _median_seconds(fn, repetitions, warmup=2):
     return float(np.median(times))
 
 
-def measure_cost_coefficient(
-    target, draft, *, batch_size=1, max_length=128, repetitions=20
+def measure_step_seconds(
+    model, chunk_sizes=(1,), *, batch_size=1, max_length=128, repetitions=20
 ):
-    """c = time(one draft step) / time(one target step), measured here.
+    """Median seconds of one jitted cached decoding call per chunk size.
 
-    Each step is a jitted single-token `call_with_cache` (or
-    `call_decoder_with_cache`) at the middle of a `max_length` cache, timed
-    after warm-up (compilation excluded); returns the ratio of medians.
+    Each call is `call_with_cache` (or `call_decoder_with_cache`) on a chunk
+    of `chunk_sizes[i]` tokens at the middle of a `max_length` cache, timed
+    after warm-up (compilation excluded). Chunk size 1 is a draft or target
+    step; chunk size gamma + 1 is a verification pass.
     """
     import jax
+    import keras
     from keras import ops
 
     from keras_specdec import model_utils
 
-    def step_time(model):
-        token_ids = np.ones((batch_size, max_length), "int32")
-        padding_mask = np.ones((batch_size, max_length), bool)
-        if model_utils.is_seq2seq(model):
-            inputs = {
-                "encoder_token_ids": token_ids,
-                "encoder_padding_mask": padding_mask,
-            }
-            token = model_utils._GENERATE_INPUTS.set(inputs)
-            try:
-                state = model_utils.init_state(model, token_ids, padding_mask)
-            finally:
-                model_utils._GENERATE_INPUTS.reset(token)
-        else:
-            state = model_utils.init_state(model, token_ids, padding_mask)
-        variables = [v.value for v in model.weights]
+    token_ids = np.ones((batch_size, max_length), "int32")
+    padding_mask = np.ones((batch_size, max_length), bool)
+    token = model_utils._GENERATE_INPUTS.set(
+        {"encoder_token_ids": token_ids, "encoder_padding_mask": padding_mask}
+    )
+    try:
+        state = model_utils.init_state(model, token_ids, padding_mask)
+    finally:
+        model_utils._GENERATE_INPUTS.reset(token)
+    variables = [v.value for v in model.weights]
 
-        @jax.jit
-        def step(variables, state, token, index):
-            import keras
+    @jax.jit
+    def step(variables, state, chunk, index):
+        with keras.StatelessScope(state_mapping=zip(model.weights, variables)):
+            return model_utils.decode(model, state, chunk, index)
 
-            with keras.StatelessScope(state_mapping=zip(model.weights, variables)):
-                logits, state = model_utils.decode(model, state, token, index)
-            return logits, state
+    index = ops.convert_to_tensor(max_length // 2, "int32")
+    seconds = {}
+    for size in chunk_sizes:
+        chunk = ops.ones((batch_size, size), "int32")
+        seconds[size] = _median_seconds(
+            lambda: jax.block_until_ready(step(variables, state, chunk, index)),
+            repetitions,
+        )
+    return seconds
 
-        token = ops.ones((batch_size, 1), "int32")
-        index = ops.convert_to_tensor(max_length // 2, "int32")
 
-        def run():
-            jax.block_until_ready(step(variables, state, token, index))
+def measure_cost_coefficient(target, draft, **kwargs):
+    """c = time(one draft step) / time(one target step), measured here with
+    `measure_step_seconds` (same keyword arguments); a ratio of medians."""
+    draft_seconds = measure_step_seconds(draft, (1,), **kwargs)[1]
+    return draft_seconds / measure_step_seconds(target, (1,), **kwargs)[1]
 
-        return _median_seconds(run, repetitions)
 
-    return step_time(draft) / step_time(target)
+def expected_speedup_with_verify_cost(alpha, gamma, c, verify_cost):
+    """Theorem 3.8 without its assumption that scoring gamma + 1 tokens costs
+    one target step: `verify_cost` = time(gamma + 1 token pass) / time(one
+    token step), measured. On accelerators it is ~1 (the paper's setting); on
+    CPUs, where a step is compute-bound, it is larger.
+
+    >>> expected_speedup_with_verify_cost(0.8, 4, 0.05, 1.0) == expected_speedup(0.8, 4, 0.05)
+    True
+    """
+    return expected_tokens_per_step(alpha, gamma) / (gamma * c + verify_cost)
 
 
 def estimate_alpha(target, draft, inputs, *, base_sampler="greedy"):

@@ -23,7 +23,8 @@ import sysconfig
 
 import numpy as np
 
-END_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<pad>"  # id 0: KerasHub's GPT-2 tokenizer pads with id 0
+END_TOKEN = "<|endoftext|>"  # id 1: must differ from the padding id
 SKIP_DIRS = {
     "test",
     "tests",
@@ -98,7 +99,7 @@ def main():
         (texts[i] for i in train_ids),
         vocab_size=args.vocab_size,
         min_frequency=2,
-        special_tokens=[END_TOKEN],
+        special_tokens=[PAD_TOKEN, END_TOKEN],
         show_progress=True,
     )
     tokenizer.save_model(args.out)
@@ -106,12 +107,25 @@ def main():
         os.path.join(args.out, "vocab.json"), os.path.join(args.out, "vocabulary.json")
     )
     end_id = tokenizer.token_to_id(END_TOKEN)
+    assert tokenizer.token_to_id(PAD_TOKEN) == 0 and end_id == 1
+
+    # Encode with the tokenizer inference uses (KerasHub's GPT-2 tokenizer,
+    # which splits whitespace runs slightly differently from `tokenizers`).
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras_hub
+
+    keras_tokenizer = keras_hub.models.GPT2Tokenizer(
+        vocabulary=os.path.join(args.out, "vocabulary.json"),
+        merges=os.path.join(args.out, "merges.txt"),
+    )
 
     def encode(ids):
         out = []
-        for i in ids:
-            out.extend(tokenizer.encode(texts[i]).ids)
-            out.append(end_id)
+        for start in range(0, len(ids), 64):
+            batch = [texts[i] for i in ids[start : start + 64]]
+            for tokens in keras_tokenizer(batch):
+                out.extend(np.asarray(tokens).tolist())
+                out.append(end_id)
         return np.asarray(out, dtype=np.uint16)
 
     train, valid = encode(train_ids), encode(valid_ids)

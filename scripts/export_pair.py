@@ -1,0 +1,62 @@
+"""Export trained checkpoints as KerasHub presets shipped in the package.
+
+    python scripts/export_pair.py --data data/code \\
+        --target /work/ckpt/code_target --draft /work/ckpt/code_draft \\
+        --out keras_specdec/pairs/code
+
+Each model is saved with `save_to_preset` together with a GPT-2 style
+tokenizer and preprocessor, so `keras_hub.models.CausalLM.from_preset(path)`
+loads it offline. Training progress is recorded in `<out>/training.json`.
+"""
+
+import argparse
+import json
+import os
+import shutil
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default="data/code")
+    p.add_argument("--target", required=True)
+    p.add_argument("--draft", required=True)
+    p.add_argument("--out", default="keras_specdec/pairs/code")
+    p.add_argument("--sequence-length", type=int, default=256)
+    args = p.parse_args()
+
+    tokenizer = keras_hub.models.GPT2Tokenizer(
+        vocabulary=os.path.join(args.data, "vocabulary.json"),
+        merges=os.path.join(args.data, "merges.txt"),
+    )
+    summary = {}
+    for role in ("target", "draft"):
+        ckpt_dir = getattr(args, role)
+        model = keras.models.load_model(os.path.join(ckpt_dir, "checkpoint.keras"))
+        preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
+            tokenizer=tokenizer, sequence_length=args.sequence_length
+        )
+        lm = keras_hub.models.GPT2CausalLM(
+            backbone=model.backbone, preprocessor=preprocessor
+        )
+        out = os.path.join(args.out, role)
+        shutil.rmtree(out, ignore_errors=True)
+        lm.save_to_preset(out)
+        with open(os.path.join(ckpt_dir, "progress.json")) as f:
+            progress = json.load(f)
+        summary[role] = {
+            "parameters": int(model.count_params()),
+            "config": {k: progress["args"][k] for k in ("layers", "hidden", "heads")},
+            "last": progress["history"][-1],
+        }
+        print(role, summary[role])
+    with open(os.path.join(args.out, "training.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
