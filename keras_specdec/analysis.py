@@ -160,8 +160,11 @@ def expected_speedup_with_verify_cost(alpha, gamma, c, verify_cost):
     token step), measured. On accelerators it is ~1 (the paper's setting); on
     CPUs, where a step is compute-bound, it is larger.
 
-    >>> expected_speedup_with_verify_cost(0.8, 4, 0.05, 1.0) == expected_speedup(0.8, 4, 0.05)
+    >>> free = expected_speedup_with_verify_cost(0.8, 4, 0.05, 1.0)
+    >>> free == expected_speedup(0.8, 4, 0.05)
     True
+    >>> round(expected_speedup_with_verify_cost(0.8, 4, 0.05, 2.0), 4)
+    1.4938
     """
     return expected_tokens_per_step(alpha, gamma) / (gamma * c + verify_cost)
 

@@ -3,7 +3,8 @@
 Each pair is two KerasHub presets (`save_to_preset` directories) inside the
 package, so they load offline with the ordinary KerasHub call:
 
-    target = keras_hub.models.CausalLM.from_preset(keras_specdec.pairs.path("code", "target"))
+    path = keras_specdec.pairs.path("code", "target")
+    target = keras_hub.models.CausalLM.from_preset(path)
 
 or, for both at once, `target, draft = keras_specdec.pairs.load("code")`.
 
