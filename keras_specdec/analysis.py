@@ -164,7 +164,7 @@ def expected_speedup_with_verify_cost(alpha, gamma, c, verify_cost):
     >>> free == expected_speedup(0.8, 4, 0.05)
     True
     >>> round(expected_speedup_with_verify_cost(0.8, 4, 0.05, 2.0), 4)
-    1.4938
+    1.528
     """
     return expected_tokens_per_step(alpha, gamma) / (gamma * c + verify_cost)
 
