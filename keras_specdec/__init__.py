@@ -19,4 +19,21 @@ from keras_specdec.speculative_sampler import SpeculativeSampler  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["SpeculativeSampler", "analysis", "pairs", "__version__"]
+from keras_specdec.drafts import (
+    BigramDraft,  # noqa: E402
+    Draft,  # noqa: E402
+    PromptLookupDraft,  # noqa: E402
+    UnigramDraft,  # noqa: E402
+)
+
+__all__ = [
+    "BigramDraft",
+    "Draft",
+    "PromptLookupDraft",
+    "SpeculativeSampler",
+    "UnigramDraft",
+    "analysis",
+    "drafts",
+    "pairs",
+    "__version__",
+]

@@ -50,7 +50,15 @@ def check_rollback(model, role):
         )
 
 
+def is_model_free(model):
+    from keras_specdec.drafts import Draft
+
+    return isinstance(model, Draft)
+
+
 def vocabulary_size(model):
+    if is_model_free(model):
+        return int(model.vocabulary_size)
     backbone = getattr(model, "backbone", None)
     size = getattr(backbone, "vocabulary_size", None)
     if size is None:
@@ -171,6 +179,8 @@ def target_state(model, cache):
 
 def init_state(model, token_ids, padding_mask):
     """Build a draft's own decoding state (and encoder pass) for this batch."""
+    if is_model_free(model):
+        return model.init_state(token_ids, padding_mask)
     if not is_seq2seq(model):
         return build_cache(model, token_ids, padding_mask)
     inputs = current_generate_inputs(model)
@@ -189,6 +199,8 @@ def init_state(model, token_ids, padding_mask):
 
 def decode(model, state, token_ids, index, prompt_mask=None):
     """Run `token_ids` (batch, chunk) at `index`: `(logits, new_state)`."""
+    if is_model_free(model):
+        return model.decode(state, token_ids, ops.cast(index, "int32"))
     if not is_seq2seq(model):
         return call_with_cache(model, token_ids, state, index, prompt_mask)
     index = ops.cast(index, "int32")

@@ -8,6 +8,7 @@ from keras import ops, random
 from keras_hub.src.utils.tensor_utils import any_equal
 
 from keras_specdec import model_utils, rejection
+from keras_specdec.drafts import Draft
 
 # Order of the counters in the `stats` variable.
 STAT_NAMES = (
@@ -53,9 +54,11 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
     Prompt tokens are never overwritten.
 
     Args:
-        draft: the draft model: a KerasHub `CausalLM` with the target's
-            vocabulary, or a preset name or path for
-            `keras_hub.models.CausalLM.from_preset`.
+        draft: the draft model: a KerasHub `CausalLM` (or `Seq2SeqLM` for
+            an encoder-decoder target) with the target's vocabulary, a preset
+            name or path for `from_preset`, or a model-free
+            `keras_specdec.drafts.Draft` (unigram, bigram, prompt lookup, or
+            your own).
         num_speculative_tokens: int >= 1, gamma, the draft tokens per round.
         base_sampler: the decoding distribution to preserve: `"greedy"`,
             `"random"`, `"top_k"`, `"top_p"`, a config dict, or an instance
@@ -136,10 +139,11 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             draft = model_utils.load_causal_lm(draft)
         elif isinstance(draft, dict):
             draft = keras.saving.deserialize_keras_object(copy.deepcopy(draft))
-        if not isinstance(draft, keras_hub.models.CausalLM):
+        if not isinstance(draft, (keras_hub.models.CausalLM, Draft)):
             raise ValueError(
                 "`draft` must be a KerasHub `CausalLM` or `Seq2SeqLM` (or a "
-                f"preset name or path for one), got {type(draft).__name__}."
+                "preset name or path for one), or a `keras_specdec.drafts.Draft`"
+                f", got {type(draft).__name__}."
             )
         model_utils.check_rollback(draft, "draft")
         if model_utils.is_seq2seq(draft):
@@ -158,7 +162,12 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         # Seed state, counters, and the draft's weights: `generate()` passes
         # these to its jitted function as arguments, so the draft is not
         # baked into the XLA program as constants.
-        return [*super().variables, self._stats, *self.draft.weights]
+        draft_variables = (
+            self.draft.variables
+            if model_utils.is_model_free(self.draft)
+            else self.draft.weights
+        )
+        return [*super().variables, self._stats, *draft_variables]
 
     def stats(self):
         """Counters since the last `reset_stats()`, as a dict of numbers."""
@@ -187,7 +196,9 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 "`target.generate()`."
             )
         model_utils.check_rollback(model, "target")
-        if model_utils.is_seq2seq(model) != model_utils.is_seq2seq(self.draft):
+        if not model_utils.is_model_free(self.draft) and (
+            model_utils.is_seq2seq(model) != model_utils.is_seq2seq(self.draft)
+        ):
             kind = {True: "an encoder-decoder `Seq2SeqLM`", False: "a `CausalLM`"}
             raise ValueError(
                 f"The target is {kind[model_utils.is_seq2seq(model)]} "

@@ -1,0 +1,271 @@
+"""Model-free drafts: the paper's unigram and bigram "trivial" drafts (§4.1)
+and prompt lookup, behind a small interface users can implement themselves.
+
+A draft is anything `SpeculativeSampler(draft=...)` can ask for next-token
+logits. Subclass `Draft` and implement:
+
+- `vocabulary_size`: int, must equal the target's.
+- `init_state(token_ids, padding_mask)`: the draft's state for a batch
+  (any nest of tensors with static shapes; `()` if none). `token_ids` is the
+  `(batch, max_length)` buffer `generate()` starts from.
+- `decode(state, token_ids, index)`: `token_ids` `(batch, chunk)` sit at
+  positions `index .. index + chunk - 1`; return `(logits, state)` with logits
+  `(batch, chunk, vocab)`, row i being the draft's next-token logits after
+  position `index + i`. Any distribution is fine for exactness: the sampler
+  samples proposals from q = the base sampler's adjustment of these logits
+  and accepts with min(1, p/q), so the output follows the target whatever q is
+  (a good q just means more accepted tokens).
+- `variables`: keras Variables the draft reads (passed to the compiled
+  program as arguments, not baked in as constants).
+- `get_config()` / `from_config()` for serialization.
+
+All computations are `keras.ops` with static shapes: they run inside the one
+XLA program of `generate()`.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+# Logit of tokens a draft never proposes: finite so no inf - inf NaNs appear
+# in softmax or temperature scaling, and far below any real logit.
+NEVER = -1e9
+
+
+class Draft:
+    """Base class of model-free drafts (see the module docstring)."""
+
+    vocabulary_size = None
+
+    @property
+    def variables(self):
+        return []
+
+    def init_state(self, token_ids, padding_mask):
+        return ()
+
+    def decode(self, state, token_ids, index):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _as_token_array(tokens):
+    """Concatenate token ids given as an array, a list of arrays or a
+    `tf.data.Dataset` of token arrays into one flat int64 numpy array."""
+    if hasattr(tokens, "as_numpy_iterator"):
+        tokens = list(tokens.as_numpy_iterator())
+    if isinstance(tokens, (list, tuple)):
+        return np.concatenate([np.asarray(t).reshape(-1) for t in tokens])
+    return np.asarray(tokens).reshape(-1)
+
+
+@keras.saving.register_keras_serializable(package="keras_specdec")
+class UnigramDraft(Draft):
+    """Proposes tokens from fixed unigram frequencies (the paper's unigram
+    draft): q does not depend on the prefix, c ~ 0.
+
+    Args:
+        probabilities: `(vocabulary_size,)` non-negative weights.
+
+    Example:
+
+    >>> draft = UnigramDraft.fit(np.array([1, 1, 2, 3]), vocabulary_size=5)
+    >>> np.round(draft.probabilities, 2).tolist()
+    [0.0, 0.5, 0.25, 0.25, 0.0]
+    """
+
+    def __init__(self, probabilities):
+        probabilities = np.asarray(probabilities, dtype="float32")
+        self.probabilities = probabilities / probabilities.sum()
+        self.vocabulary_size = int(probabilities.shape[0])
+        self._log_probs = keras.Variable(
+            np.log(
+                np.maximum(self.probabilities, 1e-30),
+                where=self.probabilities > 0,
+                out=np.full_like(self.probabilities, NEVER),
+            ),
+            trainable=False,
+            dtype="float32",
+            name="unigram_log_probs",
+        )
+
+    @classmethod
+    def fit(cls, tokens, vocabulary_size):
+        """Fit from token ids (array, list of arrays or a tf.data pipeline)."""
+        counts = np.bincount(_as_token_array(tokens), minlength=vocabulary_size)
+        return cls(counts[:vocabulary_size])
+
+    @property
+    def variables(self):
+        return [self._log_probs]
+
+    def decode(self, state, token_ids, index):
+        batch, chunk = ops.shape(token_ids)
+        logits = ops.broadcast_to(
+            ops.convert_to_tensor(self._log_probs), (batch, chunk, self.vocabulary_size)
+        )
+        return logits, state
+
+    def get_config(self):
+        return {"probabilities": self.probabilities.tolist()}
+
+
+@keras.saving.register_keras_serializable(package="keras_specdec")
+class BigramDraft(Draft):
+    """Proposes the next token from bigram statistics P(x_t | x_{t-1}), kept
+    sparse: the `top_k` most frequent successors of each token (so it scales
+    to large vocabularies); q is those renormalised frequencies, a real
+    distribution, so sampling stays exact. A token never seen as a
+    predecessor proposes from the unigram distribution's top-k.
+
+    Args:
+        next_ids: int `(vocabulary_size, top_k)` successor ids.
+        next_probs: float `(vocabulary_size, top_k)` their probabilities.
+
+    >>> draft = BigramDraft.fit(np.array([1, 2, 1, 2, 1, 3]), vocabulary_size=4,
+    ...                         top_k=2)
+    >>> draft.next_ids[1].tolist(), np.round(draft.next_probs[1], 3).tolist()
+    ([2, 3], [0.667, 0.333])
+    """
+
+    def __init__(self, next_ids, next_probs):
+        self.next_ids = np.asarray(next_ids, dtype="int32")
+        self.next_probs = np.asarray(next_probs, dtype="float32")
+        self.vocabulary_size = int(self.next_ids.shape[0])
+        self._next_ids = keras.Variable(
+            self.next_ids, trainable=False, dtype="int32", name="bigram_next_ids"
+        )
+        self._next_log_probs = keras.Variable(
+            np.where(
+                self.next_probs > 0, np.log(np.maximum(self.next_probs, 1e-30)), NEVER
+            ),
+            trainable=False,
+            dtype="float32",
+            name="bigram_next_log_probs",
+        )
+
+    @classmethod
+    def fit(cls, tokens, vocabulary_size, top_k=16):
+        """Fit from token ids (array, list of arrays or a tf.data pipeline)."""
+        tokens = _as_token_array(tokens)
+        previous, following = tokens[:-1], tokens[1:]
+        unigram = np.bincount(tokens, minlength=vocabulary_size)[:vocabulary_size]
+        fallback_ids = np.argsort(-unigram, kind="stable")[:top_k]
+        next_ids = np.tile(fallback_ids, (vocabulary_size, 1))
+        next_probs = np.tile(unigram[fallback_ids], (vocabulary_size, 1)).astype(
+            "float64"
+        )
+        order = np.lexsort((following, previous))
+        pairs = np.stack([previous[order], following[order]], 1)
+        unique, counts = np.unique(pairs, axis=0, return_counts=True)
+        for token in np.unique(unique[:, 0]):
+            sel = unique[:, 0] == token
+            successors, freq = unique[sel, 1], counts[sel]
+            best = np.argsort(-freq, kind="stable")[:top_k]
+            k = len(best)
+            next_ids[token] = 0
+            next_probs[token] = 0.0
+            next_ids[token, :k] = successors[best]
+            next_probs[token, :k] = freq[best]
+        next_probs /= np.maximum(next_probs.sum(1, keepdims=True), 1e-30)
+        return cls(next_ids, next_probs)
+
+    @property
+    def variables(self):
+        return [self._next_ids, self._next_log_probs]
+
+    def decode(self, state, token_ids, index):
+        batch, chunk = ops.shape(token_ids)
+        ids = ops.take(self._next_ids, ops.cast(token_ids, "int32"), axis=0)
+        log_probs = ops.take(self._next_log_probs, ops.cast(token_ids, "int32"), axis=0)
+        # Dense logits: NEVER everywhere but the top-k successors.
+        one_hot = ops.one_hot(ids, self.vocabulary_size, dtype="float32")
+        # (batch, chunk, top_k, vocab) -> (batch, chunk, vocab)
+        hit = ops.max(one_hot, axis=2)
+        logits = ops.sum(one_hot * log_probs[..., None], axis=2)
+        logits = ops.where(hit > 0, logits, NEVER)
+        return logits, state
+
+    def get_config(self):
+        return {
+            "next_ids": self.next_ids.tolist(),
+            "next_probs": self.next_probs.tolist(),
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_specdec")
+class PromptLookupDraft(Draft):
+    """Proposes the continuation of the latest earlier occurrence of the
+    current n-gram in the prompt and the text generated so far (HF's
+    `prompt_lookup_num_tokens`, vLLM's ngram proposer). The longest n-gram
+    (`max_ngram` down to `min_ngram`) with an earlier match wins; with no
+    match it proposes the last token again. Deterministic: q is one-hot, so
+    sampling stays exact.
+
+    Args:
+        vocabulary_size: the target's vocabulary size.
+        max_ngram, min_ngram: n-gram lengths to match.
+    """
+
+    def __init__(self, vocabulary_size, max_ngram=3, min_ngram=1):
+        if not 1 <= min_ngram <= max_ngram:
+            raise ValueError(
+                f"Need 1 <= min_ngram <= max_ngram, got {min_ngram}, {max_ngram}."
+            )
+        self.vocabulary_size = int(vocabulary_size)
+        self.max_ngram = max_ngram
+        self.min_ngram = min_ngram
+
+    def init_state(self, token_ids, padding_mask):
+        return ops.cast(token_ids, "int32")  # (batch, max_length) mirror
+
+    def _propose(self, tokens, position):
+        """Proposal for `position` from tokens[:, :position]. (batch,)"""
+        batch, length = ops.shape(tokens)
+        t = ops.arange(length, dtype="int32")[None, :]  # candidate match ends
+        found = ops.zeros((batch,), dtype="bool")
+        proposal = ops.take_along_axis(
+            tokens,
+            ops.reshape(ops.maximum(position - 1, 0), (1, 1))
+            + ops.zeros((batch, 1), "int32"),
+            axis=1,
+        )[:, 0]
+        for n in range(self.max_ngram, self.min_ngram - 1, -1):
+            match = (t >= n - 1) & (t < position - 1)  # earlier occurrences
+            for k in range(n):
+                query = ops.take(tokens, ops.maximum(position - 1 - k, 0), axis=1)
+                shifted = ops.roll(tokens, k, axis=1)  # shifted[:, t] = tok[t-k]
+                match = match & (shifted == query[:, None])
+            match = match & (position - n >= 0)
+            any_match = ops.any(match, axis=1)
+            last = ops.max(ops.where(match, t, -1), axis=1)  # latest match end
+            follower = ops.take_along_axis(
+                tokens, ops.minimum(last + 1, length - 1)[:, None], axis=1
+            )[:, 0]
+            use = any_match & ~found
+            proposal = ops.where(use, follower, proposal)
+            found = found | any_match
+        return proposal
+
+    def decode(self, state, token_ids, index):
+        tokens = ops.slice_update(state, [0, index], ops.cast(token_ids, "int32"))
+        chunk = ops.shape(token_ids)[1]
+        rows = []
+        for i in range(chunk):
+            proposal = self._propose(tokens, index + i + 1)
+            rows.append(ops.one_hot(proposal, self.vocabulary_size, dtype="float32"))
+        one_hot = ops.stack(rows, axis=1)  # (batch, chunk, vocab)
+        return ops.where(one_hot > 0, 0.0, NEVER), tokens
+
+    def get_config(self):
+        return {
+            "vocabulary_size": self.vocabulary_size,
+            "max_ngram": self.max_ngram,
+            "min_ngram": self.min_ngram,
+        }

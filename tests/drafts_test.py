@@ -1,0 +1,126 @@
+"""Model-free drafts: unigram, bigram, prompt lookup."""
+
+import keras_hub
+import numpy as np
+import pytest
+import tensorflow as tf
+from distribution_test import (
+    VOCAB,
+    exact_joint,
+    sample_many,
+    tiny_gpt2,
+    tv_and_noise_floor,
+)
+from tiny_models import tiny_causal_lm
+
+import keras_specdec
+from keras_specdec import drafts
+
+REPEATING = [5, 6, 7, 8, 5, 6, 7, 8, 5, 6]
+
+
+def ragged(max_length=24):
+    ids = np.zeros((2, max_length), "int32")
+    mask = np.zeros_like(ids, bool)
+    ids[0, :10], mask[0, :10] = REPEATING, True
+    ids[1, :4], mask[1, :4] = [1, 2, 3, 4], True
+    return {"token_ids": ids, "padding_mask": mask}
+
+
+def greedy_reference(target, inputs):
+    target.compile(sampler="greedy")
+    return np.asarray(target.generate(inputs, stop_token_ids=None)["token_ids"])
+
+
+def all_drafts(tokens, vocab):
+    return [
+        drafts.UnigramDraft.fit(tokens, vocab),
+        drafts.BigramDraft.fit(tokens, vocab, top_k=4),
+        drafts.PromptLookupDraft(vocab, max_ngram=3),
+    ]
+
+
+def test_greedy_identity_with_every_draft():
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    inputs = ragged()
+    expected = greedy_reference(target, inputs)
+    corpus = np.random.default_rng(0).integers(0, 48, 2000)
+    for draft in all_drafts(corpus, 48):
+        for gamma in (1, 4):
+            sampler = keras_specdec.SpeculativeSampler(draft, gamma)
+            target.compile(sampler=sampler)
+            out = np.asarray(target.generate(inputs, stop_token_ids=None)["token_ids"])
+            np.testing.assert_array_equal(out, expected)
+
+
+def test_prompt_lookup_accepts_more_on_repetitive_text():
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    inputs = ragged()
+    expected = greedy_reference(target, inputs)  # settles into repeated tokens
+    rates = {}
+    for draft in (drafts.PromptLookupDraft(48, 3), drafts.UnigramDraft(np.ones(48))):
+        sampler = keras_specdec.SpeculativeSampler(draft, 3)
+        target.compile(sampler=sampler)
+        target.generate(inputs, stop_token_ids=None)
+        rates[type(draft).__name__] = sampler.stats()["acceptance_rate"]
+    assert expected.shape == (2, 24)
+    # Uniform guessing over 48 tokens is accepted ~1/48 of the time; prompt
+    # lookup copies earlier n-grams, which greedy text repeats.
+    assert rates["PromptLookupDraft"] > 0.4
+    assert rates["PromptLookupDraft"] > 5 * rates["UnigramDraft"]
+
+
+def test_prompt_lookup_proposes_the_follower_of_the_latest_match():
+    draft = drafts.PromptLookupDraft(10, max_ngram=3)
+    tokens = np.array(
+        [[5, 6, 7, 8, 5, 6, 7, 0, 0, 0], [1, 2, 3, 1, 2, 4, 1, 2, 0, 0]], "int32"
+    )
+    state = draft.init_state(tokens, tokens > 0)
+    # Feed position 6 (token 7 / token 1): proposals are for position 7.
+    logits, _ = draft.decode(state, tokens[:, 6:7], 6)
+    proposal = np.asarray(logits).argmax(-1)[:, 0]
+    # Row 0: "5 6 7" occurred before, followed by 8. Row 1: "1" was last seen
+    # at position 3 (before position 6), followed by 2.
+    assert proposal.tolist() == [8, 2]
+    logits, _ = draft.decode(state, tokens[:, 7:8], 7)
+    # Row 1 at position 8: "1 2" last occurred at 3..4, followed by 4.
+    assert np.asarray(logits).argmax(-1)[1, 0] == 4
+
+
+def test_fit_from_tf_data_and_round_trip():
+    ds = tf.data.Dataset.from_tensor_slices(np.array([[1, 2, 1, 3], [2, 2, 1, 2]]))
+    bigram = drafts.BigramDraft.fit(ds, vocabulary_size=5, top_k=2)
+    assert bigram.next_ids[1].tolist() == [2, 3]
+    unigram = drafts.UnigramDraft.fit(ds, vocabulary_size=5)
+    np.testing.assert_allclose(unigram.probabilities, [0, 3 / 8, 4 / 8, 1 / 8, 0])
+    for draft in (bigram, unigram, drafts.PromptLookupDraft(5, 2)):
+        sampler = keras_specdec.SpeculativeSampler(draft, 2)
+        restored = keras_hub.samplers.get(keras_hub.samplers.serialize(sampler))
+        assert type(restored.draft) is type(draft)
+        assert restored.draft.get_config() == draft.get_config()
+
+
+@pytest.mark.parametrize("kind", ["unigram", "bigram", "prompt_lookup"])
+def test_sequence_distribution_is_exact_with_model_free_drafts(kind):
+    target = tiny_gpt2(seed=1)
+    rng = np.random.default_rng(0)
+    corpus = rng.integers(0, VOCAB, 500)
+    draft = {
+        "unigram": drafts.UnigramDraft.fit(corpus, VOCAB),
+        "bigram": drafts.BigramDraft.fit(corpus, VOCAB, top_k=3),
+        "prompt_lookup": drafts.PromptLookupDraft(VOCAB, max_ngram=2),
+    }[kind]
+    prompt = [1, 2, 1, 2]
+    max_length = 7
+    token_ids = np.zeros((1, max_length), "int32")
+    token_ids[0, :4] = prompt
+    padding_mask = token_ids > 0
+    padding_mask[0, :4] = True
+    base = keras_hub.samplers.TopKSampler(k=3, temperature=1.3)
+    sampler = keras_specdec.SpeculativeSampler(draft, 2, base_sampler=base)
+    samples = sample_many(target, sampler, token_ids, padding_mask, 100_000, seed=7)
+    exact = exact_joint(target, np.array(prompt), 3, base)
+    tv, floor_mean, floor_std, counts = tv_and_noise_floor(samples[:, 0, 4:], exact)
+    assert counts[exact == 0].sum() == 0
+    # Same threshold and reasoning as tests/distribution_test.py.
+    assert tv < floor_mean + 4 * floor_std, (tv, floor_mean, floor_std)
