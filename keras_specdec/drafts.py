@@ -76,7 +76,7 @@ class UnigramDraft(Draft):
     Example:
 
     >>> draft = UnigramDraft.fit(np.array([1, 1, 2, 3]), vocabulary_size=5)
-    >>> np.round(draft.probabilities, 2).tolist()
+    >>> np.round(draft.probabilities.astype(float), 2).tolist()
     [0.0, 0.5, 0.25, 0.25, 0.0]
     """
 
@@ -130,7 +130,7 @@ class BigramDraft(Draft):
 
     >>> draft = BigramDraft.fit(np.array([1, 2, 1, 2, 1, 3]), vocabulary_size=4,
     ...                         top_k=2)
-    >>> draft.next_ids[1].tolist(), np.round(draft.next_probs[1], 3).tolist()
+    >>> draft.next_ids[1].tolist(), np.round(draft.next_probs[1].astype(float), 3).tolist()
     ([2, 3], [0.667, 0.333])
     """
 
