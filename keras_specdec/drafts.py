@@ -130,8 +130,10 @@ class BigramDraft(Draft):
 
     >>> draft = BigramDraft.fit(np.array([1, 2, 1, 2, 1, 3]), vocabulary_size=4,
     ...                         top_k=2)
-    >>> draft.next_ids[1].tolist(), np.round(draft.next_probs[1].astype(float), 3).tolist()
-    ([2, 3], [0.667, 0.333])
+    >>> draft.next_ids[1].tolist()
+    [2, 3]
+    >>> np.round(draft.next_probs[1].astype(float), 3).tolist()
+    [0.667, 0.333]
     """
 
     def __init__(self, next_ids, next_probs):
