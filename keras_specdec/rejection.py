@@ -125,6 +125,7 @@ def rejection_sample(
     forced,
     forced_token_ids,
     seed,
+    num_proposed=None,
 ):
     """Verify gamma draft tokens per row (Algorithm 1 of the paper).
 
@@ -141,6 +142,10 @@ def rejection_sample(
         forced_token_ids: int `(batch, gamma + 1)`, the tokens at forced
             positions (ignored elsewhere).
         seed: a `keras.random.SeedGenerator`.
+        num_proposed: optional int scalar <= gamma: only the first
+            `num_proposed` draft tokens were proposed this round (adaptive
+            gamma); the rest are never accepted, and the token after the last
+            proposal is drawn from p (q is zero there: the residual is p).
 
     Returns:
         `(output_token_ids, num_accepted)`:
@@ -152,12 +157,15 @@ def rejection_sample(
     gamma = ops.shape(draft_token_ids)[1]
     draft_token_ids = ops.cast(draft_token_ids, "int32")
     forced_token_ids = ops.cast(forced_token_ids, "int32")
+    proposed = _proposed_mask(gamma, num_proposed)  # (1, gamma)
+    draft_probs = ops.where(proposed[..., None], draft_probs, 0.0)
     index = draft_token_ids[..., None]  # (batch, gamma, 1)
     q_x = ops.take_along_axis(draft_probs, index, axis=-1)[..., 0]
     p_x = ops.take_along_axis(target_probs[:, :gamma], index, axis=-1)[..., 0]
     uniform = random.uniform(ops.shape(q_x), seed=seed)  # (batch, gamma)
     # P(u * q < p) = min(1, p / q) for u ~ U[0, 1); p = 0 is never accepted.
     accepted = ops.logical_or(uniform * q_x < p_x, forced[:, :gamma])
+    accepted = ops.logical_and(accepted, proposed)
     accepted_prefix = ops.cumprod(ops.cast(accepted, "int32"), axis=1)
     num_accepted = ops.sum(accepted_prefix, axis=1)  # (batch,)
 
@@ -180,7 +188,16 @@ def rejection_sample(
     return ops.cast(output, "int32"), num_accepted
 
 
-def greedy_verify(draft_token_ids, target_logits, forced, forced_token_ids):
+def _proposed_mask(gamma, num_proposed):
+    positions = ops.arange(gamma, dtype="int32")[None, :]
+    if num_proposed is None:
+        return positions < gamma
+    return positions < ops.cast(num_proposed, "int32")
+
+
+def greedy_verify(
+    draft_token_ids, target_logits, forced, forced_token_ids, num_proposed=None
+):
     """`rejection_sample` for greedy decoding, without random numbers.
 
     q and p are one-hot, so a draft token is accepted iff it is the target's
@@ -195,5 +212,6 @@ def greedy_verify(draft_token_ids, target_logits, forced, forced_token_ids):
     accepted = ops.logical_or(
         draft_token_ids == target_token_ids[:, :gamma], forced[:, :gamma]
     )
+    accepted = ops.logical_and(accepted, _proposed_mask(gamma, num_proposed))
     num_accepted = ops.sum(ops.cumprod(ops.cast(accepted, "int32"), axis=1), axis=1)
     return target_token_ids, num_accepted

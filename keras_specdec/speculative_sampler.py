@@ -59,13 +59,26 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             name or path for `from_preset`, or a model-free
             `keras_specdec.drafts.Draft` (unigram, bigram, prompt lookup, or
             your own).
-        num_speculative_tokens: int >= 1, gamma, the draft tokens per round.
+        num_speculative_tokens: int >= 1, gamma, the draft tokens per round;
+            or `"auto"`: each round chooses gamma <= `max_speculative_tokens`
+            inside the compiled loop (the verify pass keeps its static size
+            `max_speculative_tokens + 1`; only the draft steps shrink).
         base_sampler: the decoding distribution to preserve: `"greedy"`,
             `"random"`, `"top_k"`, `"top_p"`, a config dict, or an instance
             such as `keras_hub.samplers.TopPSampler(p=0.9, temperature=0.7)`.
         seed: int or None, seed of the sampler's random draws (drafting,
             acceptance tests, recovered and bonus tokens). Defaults to the
             base sampler's seed.
+        max_speculative_tokens: int, the largest gamma `"auto"` may choose.
+        gamma_schedule: for `"auto"`: `"theorem"` picks the gamma that
+            maximises Theorem 3.8 for the running acceptance rate (over this
+            sampler's calls so far, prior alpha 0.5) and `cost_coefficient`;
+            `"heuristic"` is HF's schedule (start at 5, +2 after a round with
+            every draft accepted, else -1).
+        cost_coefficient: c = time(draft step) / time(target step) for the
+            `"theorem"` schedule, e.g. from
+            `keras_specdec.analysis.measure_cost_coefficient(target, draft)`
+            (0 is assumed for model-free drafts).
 
     Counters (since the last `reset_stats()`) come from `stats()`:
     `target_calls`, `draft_tokens` (judged proposals), `accepted_tokens`,
@@ -102,6 +115,9 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         num_speculative_tokens=4,
         base_sampler="greedy",
         seed=None,
+        max_speculative_tokens=8,
+        gamma_schedule="theorem",
+        cost_coefficient=None,
         **kwargs,
     ):
         if "temperature" in kwargs:
@@ -117,16 +133,32 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 f"but the Keras backend is `{keras.config.backend()}`. Set "
                 "`KERAS_BACKEND=jax` before importing keras."
             )
-        if (
-            isinstance(num_speculative_tokens, bool)
-            or not isinstance(num_speculative_tokens, int)
-            or num_speculative_tokens < 1
+
+        def positive_int(x):
+            return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+        if not (
+            num_speculative_tokens == "auto" or positive_int(num_speculative_tokens)
         ):
             raise ValueError(
-                "`num_speculative_tokens` (gamma) must be an int >= 1, got "
-                f"{num_speculative_tokens!r}."
+                "`num_speculative_tokens` (gamma) must be an int >= 1 or "
+                f'"auto", got {num_speculative_tokens!r}.'
+            )
+        if not positive_int(max_speculative_tokens):
+            raise ValueError(
+                "`max_speculative_tokens` must be an int >= 1, got "
+                f"{max_speculative_tokens!r}."
+            )
+        if gamma_schedule not in ("theorem", "heuristic"):
+            raise ValueError(
+                '`gamma_schedule` must be "theorem" (maximise Theorem 3.8 for '
+                'the running alpha) or "heuristic" (HF\'s +2 / -1 schedule), '
+                f"got {gamma_schedule!r}."
             )
         self.num_speculative_tokens = num_speculative_tokens
+        self.max_speculative_tokens = max_speculative_tokens
+        self.gamma_schedule = gamma_schedule
+        self.cost_coefficient = cost_coefficient
         self.base_sampler = _get_base_sampler(base_sampler)
         if seed is None:
             seed = getattr(self.base_sampler, "seed", None)
@@ -146,6 +178,21 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 f", got {type(draft).__name__}."
             )
         model_utils.check_rollback(draft, "draft")
+        if (
+            num_speculative_tokens == "auto"
+            and gamma_schedule == "theorem"
+            and cost_coefficient is None
+        ):
+            if not isinstance(draft, Draft):
+                raise ValueError(
+                    '`num_speculative_tokens="auto"` with the "theorem" '
+                    "schedule needs the draft's cost coefficient c = time(draft "
+                    "step) / time(target step). Measure it once with "
+                    "`keras_specdec.analysis.measure_cost_coefficient(target, "
+                    "draft)` and pass `cost_coefficient=c`, or use "
+                    '`gamma_schedule="heuristic"`.'
+                )
+            self.cost_coefficient = 0.0  # a model-free draft costs ~nothing
         if model_utils.is_seq2seq(draft):
             model_utils.publish_generate_inputs(type(draft))
         self.draft = draft
@@ -233,7 +280,9 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         self.trace_count += 1
         batch_size, max_length = ops.shape(prompt)
         # Static gamma for this max_length: the verify window must fit.
-        gamma = min(self.num_speculative_tokens, max_length - 1)
+        adaptive = self.num_speculative_tokens == "auto"
+        gamma = self.max_speculative_tokens if adaptive else self.num_speculative_tokens
+        gamma = min(gamma, max_length - 1)
         if gamma < 1:
             return prompt
         greedy = rejection.is_greedy(self.base_sampler)
@@ -263,7 +312,26 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         def adjusted(logits):
             return rejection.adjusted_probabilities(logits, self.base_sampler)
 
-        def cond(tokens, forced, target_cache, draft_cache, index, stats):
+        def choose_num_proposed(stats, round_gamma):
+            """This round's gamma (<= the static gamma) when adaptive."""
+            if not adaptive:
+                return gamma
+            if self.gamma_schedule == "heuristic":
+                return round_gamma
+            # Running alpha over earlier calls and this one, with a
+            # uniform prior; gamma maximising Theorem 3.8 for it.
+            totals = ops.cast(ops.convert_to_tensor(self._stats) + stats, "float32")
+            alpha = (totals[STAT_NAMES.index("accepted_tokens")] + 1.0) / (
+                totals[STAT_NAMES.index("draft_tokens")] + 2.0
+            )
+            alpha = ops.minimum(alpha, 1.0 - 1e-6)
+            g = ops.arange(1, gamma + 1, dtype="float32")
+            speedup = (1.0 - alpha ** (g + 1.0)) / (
+                (1.0 - alpha) * (g * float(self.cost_coefficient) + 1.0)
+            )
+            return ops.cast(ops.argmax(speedup), "int32") + 1
+
+        def cond(tokens, forced, target_cache, draft_cache, index, stats, round_gamma):
             not_done = index < max_length
             if stop_token_ids is None:
                 return not_done
@@ -272,7 +340,8 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             row_done = ops.any(any_equal(tokens, stop_token_ids, generated), axis=-1)
             return ops.logical_and(not_done, ops.logical_not(ops.all(row_done)))
 
-        def body(tokens, forced, target_cache, draft_cache, index, stats):
+        def body(tokens, forced, target_cache, draft_cache, index, stats, round_gamma):
+            num_proposed = choose_num_proposed(stats, round_gamma)
             # ---- Draft: gamma proposals, one token per draft call. ----
             # The first call re-feeds index - 2 too: after a round in which
             # all gamma drafts were accepted, the last draft token was never
@@ -292,14 +361,28 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                     # Past max_length the position is invalid; clamp so the
                     # cache write stays inside the cache.
                     feed = ops.minimum(index + j - 1, max_length - 1)
-                    draft_logits, draft_cache = model_utils.decode(
-                        self.draft,
-                        draft_cache,
-                        window(tokens, feed, 1),
-                        feed,
-                        window(prompt_mask_buffer, feed, 1),
-                    )
-                    draft_logits = draft_logits[:, 0]  # (batch, vocab)
+
+                    def draft_step(tokens=tokens, draft_cache=draft_cache, feed=feed):
+                        logits, new_cache = model_utils.decode(
+                            self.draft,
+                            draft_cache,
+                            window(tokens, feed, 1),
+                            feed,
+                            window(prompt_mask_buffer, feed, 1),
+                        )
+                        return ops.cast(logits[:, 0], "float32"), new_cache
+
+                    if adaptive:
+                        # Skip draft steps beyond this round's gamma.
+                        skipped = (
+                            ops.zeros_like(ops.cast(draft_logits, "float32")),
+                            draft_cache,
+                        )
+                        draft_logits, draft_cache = ops.cond(
+                            j < num_proposed, draft_step, lambda s=skipped: s
+                        )
+                    else:
+                        draft_logits, draft_cache = draft_step()
                 if greedy:
                     proposal = ops.argmax(draft_logits, axis=-1)
                 else:
@@ -334,7 +417,11 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             window_tokens = window(tokens, index, gamma + 1)
             if greedy:
                 output, num_accepted = rejection.greedy_verify(
-                    draft_token_ids, target_logits, window_forced, window_tokens
+                    draft_token_ids,
+                    target_logits,
+                    window_forced,
+                    window_tokens,
+                    num_proposed=num_proposed,
                 )
             else:
                 output, num_accepted = rejection.rejection_sample(
@@ -344,6 +431,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                     window_forced,
                     window_tokens,
                     self.seed_generator,
+                    num_proposed=num_proposed,
                 )
 
             # ---- Bookkeeping. ----
@@ -362,7 +450,10 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 ops.logical_and(positions >= index, positions < decided_end[:, None]),
             )
             new = ops.logical_not(window_forced)
-            proposal_ok = ops.logical_and(new, offsets < num_valid)[:, :gamma]
+            proposal_ok = ops.logical_and(
+                ops.logical_and(new, offsets < num_valid),
+                offsets < num_proposed,
+            )[:, :gamma]
             judged = ops.logical_and(
                 proposal_ok, offsets[:, :gamma] <= num_accepted[:, None]
             )
@@ -384,13 +475,21 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                     count(emitted),
                 ]
             )
+            if adaptive and self.gamma_schedule == "heuristic":
+                # HF's schedule: +2 after a round with every draft accepted
+                # (in every row), -1 otherwise.
+                all_accepted = ops.min(num_accepted) >= num_proposed
+                round_gamma = ops.clip(
+                    ops.where(all_accepted, round_gamma + 2, round_gamma - 1), 1, gamma
+                )
             index = ops.min(decided_end)
-            return tokens, forced, target_cache, draft_cache, index, stats
+            return tokens, forced, target_cache, draft_cache, index, stats, round_gamma
 
-        tokens, forced, _, _, index, stats = self.run_loop(
+        round_gamma = ops.convert_to_tensor(min(5, gamma), "int32")
+        tokens, forced, _, _, index, stats, _ = self.run_loop(
             cond,
             body,
-            loop_vars=(tokens, forced, cache, draft_cache, index, stats),
+            loop_vars=(tokens, forced, cache, draft_cache, index, stats, round_gamma),
             maximum_iterations=max_length - index,
             model=model,
         )
@@ -416,6 +515,9 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         return {
             "draft": draft,
             "num_speculative_tokens": self.num_speculative_tokens,
+            "max_speculative_tokens": self.max_speculative_tokens,
+            "gamma_schedule": self.gamma_schedule,
+            "cost_coefficient": self.cost_coefficient,
             "base_sampler": keras_hub.samplers.serialize(self.base_sampler),
             "seed": self.seed,
         }

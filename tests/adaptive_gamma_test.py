@@ -1,0 +1,105 @@
+"""`num_speculative_tokens="auto"`: gamma chosen per round inside the loop."""
+
+import keras_hub
+import numpy as np
+import pytest
+from distribution_test import exact_joint, sample_many, tiny_gpt2, tv_and_noise_floor
+from tiny_models import noisy_copy, tiny_causal_lm
+
+import keras_specdec
+
+
+def ragged(max_length=24):
+    ids = np.zeros((2, max_length), "int32")
+    mask = np.zeros_like(ids, bool)
+    ids[0, :3], mask[0, :3] = [1, 2, 3], True
+    ids[1, :6], mask[1, :6] = [4, 5, 6, 7, 8, 9], True
+    return {"token_ids": ids, "padding_mask": mask}
+
+
+def run(target, sampler, inputs):
+    target.compile(sampler=sampler)
+    return np.asarray(target.generate(inputs, stop_token_ids=None)["token_ids"])
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"gamma_schedule": "theorem", "cost_coefficient": 0.1},
+        {"gamma_schedule": "heuristic"},
+    ],
+    ids=["theorem", "heuristic"],
+)
+def test_auto_gamma_greedy_identity(schedule):
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    inputs = ragged()
+    expected = run(target, "greedy", inputs)
+    for draft in (noisy_copy(target, 0.5, seed=2), tiny_causal_lm("gpt2", "draft", 3)):
+        sampler = keras_specdec.SpeculativeSampler(
+            draft, "auto", max_speculative_tokens=6, **schedule
+        )
+        np.testing.assert_array_equal(run(target, sampler, inputs), expected)
+
+
+def test_theorem_schedule_follows_alpha():
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    inputs = ragged(40)
+    # Identical draft: alpha -> 1, so with c = 0.01 the theorem wants the
+    # largest gamma: nearly every round proposes max_speculative_tokens.
+    same = keras_specdec.SpeculativeSampler(
+        noisy_copy(target, 0.0), "auto", max_speculative_tokens=6, cost_coefficient=0.01
+    )
+    run(target, same, inputs)
+    stats = same.stats()
+    assert stats["proposed_tokens"] / stats["row_target_calls"] > 4
+    # A draft that rarely agrees (alpha ~0.2): Theorem 3.8 with c = 0.1 is
+    # best at gamma = 1 for alpha < ~0.35, so after the prior (alpha 0.5)
+    # wears off the proposals per row and round approach 1.
+    other = keras_specdec.SpeculativeSampler(
+        tiny_causal_lm("gpt2", "draft", 3),
+        "auto",
+        max_speculative_tokens=6,
+        cost_coefficient=0.1,
+    )
+    run(target, other, inputs)
+    stats = other.stats()
+    assert stats["acceptance_rate"] < 0.3
+    assert stats["proposed_tokens"] / stats["row_target_calls"] < 1.6
+
+
+def test_auto_needs_cost_coefficient_for_model_drafts():
+    draft = tiny_causal_lm("gpt2", "draft", 3)
+    with pytest.raises(ValueError, match="cost_coefficient"):
+        keras_specdec.SpeculativeSampler(draft, "auto")
+    with pytest.raises(ValueError, match="gamma_schedule"):
+        keras_specdec.SpeculativeSampler(draft, "auto", gamma_schedule="fast")
+    with pytest.raises(ValueError, match="num_speculative_tokens"):
+        keras_specdec.SpeculativeSampler(draft, "many")
+    # Model-free drafts cost ~nothing: c defaults to 0.
+    unigram = keras_specdec.UnigramDraft(np.ones(48))
+    assert keras_specdec.SpeculativeSampler(unigram, "auto").cost_coefficient == 0.0
+
+
+@pytest.mark.parametrize("schedule", ["theorem", "heuristic"])
+def test_auto_gamma_sequence_distribution_is_exact(schedule):
+    target = tiny_gpt2(seed=1)
+    draft = noisy_copy(target, 1.0, seed=2)
+    token_ids = np.zeros((1, 7), "int32")
+    token_ids[0, :3] = [1, 2, 3]
+    padding_mask = np.zeros((1, 7), bool)
+    padding_mask[0, :3] = True
+    base = keras_hub.samplers.TopPSampler(p=0.7, temperature=0.9)
+    sampler = keras_specdec.SpeculativeSampler(
+        draft,
+        "auto",
+        base_sampler=base,
+        max_speculative_tokens=3,
+        gamma_schedule=schedule,
+        cost_coefficient=0.3,
+    )
+    samples = sample_many(target, sampler, token_ids, padding_mask, 100_000, seed=5)
+    exact = exact_joint(target, np.array([1, 2, 3]), 4, base)
+    tv, floor_mean, floor_std, counts = tv_and_noise_floor(samples[:, 0, 3:], exact)
+    assert counts[exact == 0].sum() == 0
+    # Same threshold and reasoning as tests/distribution_test.py.
+    assert tv < floor_mean + 4 * floor_std, (tv, floor_mean, floor_std)
