@@ -50,7 +50,9 @@ def test_greedy_identical_to_target_greedy(family):
     for batch in (single_row(20), ragged_batch(20)):
         expected = generate(target, "greedy", *batch, family=family)
         for gamma in (1, 3, 5):
-            for d in (draft, small_draft):
+            # The small random draft (rarely agrees) once per batch, to keep
+            # the suite's compile count down.
+            for d in (draft, small_draft) if gamma == 3 else (draft,):
                 sampler = keras_specdec.SpeculativeSampler(
                     draft=d, num_speculative_tokens=gamma
                 )

@@ -1,0 +1,35 @@
+"""The shipped model pair loads offline and the quickstart runs."""
+
+import keras_hub
+import pytest
+
+import keras_specdec
+from keras_specdec import demo
+
+pytestmark = pytest.mark.skipif(
+    "code" not in keras_specdec.pairs.available(), reason="no shipped pair"
+)
+
+
+def test_shipped_pair_loads_with_from_preset():
+    target = keras_hub.models.CausalLM.from_preset(
+        keras_specdec.pairs.path("code", "target"))
+    draft = keras_hub.models.CausalLM.from_preset(
+        keras_specdec.pairs.path("code", "draft"))
+    assert target.backbone.vocabulary_size == draft.backbone.vocabulary_size
+    assert draft.count_params() * 4 < target.count_params()
+    # The tokenizer pads with id 0 and ends with a different id.
+    assert target.preprocessor.tokenizer.end_token_id != 0
+    summary = keras_specdec.pairs.training_summary("code")
+    assert summary["target"]["last"]["tokens"] > 0
+    with pytest.raises(ValueError, match="available"):
+        keras_specdec.pairs.path("nope", "target")
+
+
+def test_quickstart_greedy_is_identical(capsys):
+    plain, spec, stats = demo.main(["--max-length", "48", "--repetitions", "1"])
+    assert plain == spec
+    assert stats["emitted_tokens"] > 0
+    out = capsys.readouterr().out
+    assert "identical outputs:        True" in out
+    assert "measured speedup" in out
