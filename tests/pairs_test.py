@@ -13,9 +13,11 @@ pytestmark = pytest.mark.skipif(
 
 def test_shipped_pair_loads_with_from_preset():
     target = keras_hub.models.CausalLM.from_preset(
-        keras_specdec.pairs.path("code", "target"))
+        keras_specdec.pairs.path("code", "target")
+    )
     draft = keras_hub.models.CausalLM.from_preset(
-        keras_specdec.pairs.path("code", "draft"))
+        keras_specdec.pairs.path("code", "draft")
+    )
     assert target.backbone.vocabulary_size == draft.backbone.vocabulary_size
     assert draft.count_params() * 4 < target.count_params()
     # The tokenizer pads with id 0 and ends with a different id.

@@ -178,3 +178,19 @@ def test_t5_sequence_distribution_is_exact(base):
     assert counts[exact == 0].sum() == 0
     # Same threshold and reasoning as tests/distribution_test.py.
     assert tv < floor_mean + 4 * floor_std, (tv, floor_mean, floor_std)
+
+
+def test_stop_tokens_match_greedy_sampler():
+    target, (draft, _) = target_and_drafts("bart")
+    inputs = seq2seq_inputs(ENCODER, DECODER_RAGGED, 8, 16)
+    plain = decode(target, "greedy", inputs)
+    generated = plain[~inputs["decoder_padding_mask"]]
+    stop = int(np.bincount(generated).argmax())
+    target.compile(sampler="greedy")
+    expected = target.generate(inputs, stop_token_ids=(stop,))
+    sampler = keras_specdec.SpeculativeSampler(draft, 4)
+    target.compile(sampler=sampler)
+    out = target.generate(inputs, stop_token_ids=(stop,))
+    assert not np.asarray(expected["decoder_padding_mask"]).all()
+    for key in ("decoder_token_ids", "decoder_padding_mask"):
+        np.testing.assert_array_equal(np.asarray(out[key]), np.asarray(expected[key]))
