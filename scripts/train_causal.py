@@ -88,6 +88,14 @@ def main():
         help="stop (after a checkpoint) once this much time passed",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="a shipped preset dir (e.g. keras_specdec/pairs/code/target) to "
+        "continue from when --out has no checkpoint: weights are loaded, the "
+        "step count is read from the pair's training.json, the optimizer "
+        "state starts afresh",
+    )
     args = p.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
@@ -110,6 +118,19 @@ def main():
         model = build_model(vocab_size, args)
         compile_model(model, args, total_steps)
         progress = {"step": 0, "history": [], "args": vars(args)}
+        if args.init_from:
+            shipped = keras_hub.models.CausalLM.from_preset(args.init_from)
+            model.backbone.set_weights(shipped.backbone.get_weights())
+            role = os.path.basename(os.path.normpath(args.init_from))
+            summary_path = os.path.join(os.path.dirname(
+                os.path.normpath(args.init_from)), "training.json")
+            with open(summary_path) as f:
+                last = json.load(f)[role]["last"]
+            progress["step"] = int(last["step"])
+            progress["history"].append(last)
+            # Advance the learning-rate schedule to the shipped step.
+            model.optimizer.iterations.assign(progress["step"])
+            print(f"continuing {args.init_from} from step {progress['step']}")
     print(
         f"params {model.count_params():,}; {total_steps} steps of "
         f"{tokens_per_step} tokens"
