@@ -122,8 +122,9 @@ def main():
             shipped = keras_hub.models.CausalLM.from_preset(args.init_from)
             model.backbone.set_weights(shipped.backbone.get_weights())
             role = os.path.basename(os.path.normpath(args.init_from))
-            summary_path = os.path.join(os.path.dirname(
-                os.path.normpath(args.init_from)), "training.json")
+            summary_path = os.path.join(
+                os.path.dirname(os.path.normpath(args.init_from)), "training.json"
+            )
             with open(summary_path) as f:
                 last = json.load(f)[role]["last"]
             progress["step"] = int(last["step"])
