@@ -7,6 +7,8 @@ show the test's power by injecting known faults.
     python scripts/check_distribution_power.py argmax_draft top_k3_t1.3
 """
 
+# ruff: noqa: E402, E501
+
 import os
 import sys
 
