@@ -35,3 +35,12 @@ def test_quickstart_greedy_is_identical(capsys):
     out = capsys.readouterr().out
     assert "identical outputs:        True" in out
     assert "measured speedup" in out
+
+
+def test_examples_quickstart_runs(capsys):
+    import runpy
+
+    path = __file__.replace("tests/pairs_test.py", "examples/quickstart.py")
+    runpy.run_path(path, run_name="__main__")
+    out = capsys.readouterr().out
+    assert "identical to greedy: True" in out

@@ -1,0 +1,13 @@
+"""Table-2 style benchmark of the shipped pair (see keras_specdec/benchmark.py).
+
+python examples/benchmark.py --gammas 1 2 3 4 5 6 --temperatures 0 1
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+from keras_specdec import benchmark  # noqa: E402
+
+if __name__ == "__main__":
+    benchmark.main()
