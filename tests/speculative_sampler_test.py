@@ -272,3 +272,55 @@ def test_docstring_example_runs():
     exec(compile(code, "SpeculativeSampler docstring", "exec"), namespace)
     stats = namespace["target"].sampler.stats()
     assert stats["emitted_tokens"] == 13
+
+
+def test_draft_weights_are_not_baked_into_the_program(monkeypatch):
+    # Lower (not compile) generate() with a 5k- and an 819k-parameter draft:
+    # if the draft's weights were constants the program text would grow by
+    # megabytes; as jit arguments it does not grow at all.
+    import jax
+
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    ids = np.ones((1, 16), "int32")
+    mask = np.zeros((1, 16), bool)
+    mask[0, :3] = True
+    sizes = {}
+    for hidden in (16, 256):
+        keras.utils.set_random_seed(0)
+        draft = keras_hub.models.GPT2CausalLM(
+            backbone=keras_hub.models.GPT2Backbone(
+                vocabulary_size=48,
+                num_layers=1,
+                num_heads=2,
+                hidden_dim=hidden,
+                intermediate_dim=4 * hidden,
+                max_sequence_length=64,
+            ),
+            preprocessor=None,
+        )
+        sampler = keras_specdec.SpeculativeSampler(draft, 3)
+        target.compile(sampler=sampler)
+        captured = {}
+        real_jit = jax.jit
+
+        def capturing_jit(fn, **kwargs):
+            captured["jitted"] = real_jit(fn, **kwargs)
+            return captured["jitted"]
+
+        monkeypatch.setattr(jax, "jit", capturing_jit)
+        target.make_generate_function()
+        monkeypatch.setattr(jax, "jit", real_jit)
+        state = (
+            [v.value for v in sampler.variables],
+            [v.value for v in target.trainable_variables],
+            [v.value for v in target.non_trainable_variables],
+        )
+        text = (
+            captured["jitted"]
+            .lower({"token_ids": ids, "padding_mask": mask}, None, state)
+            .as_text()
+        )
+        sizes[draft.count_params()] = len(text)
+    (small, small_len), (big, big_len) = sorted(sizes.items())
+    assert big - small > 800_000  # 3.2 MB more float32 weights
+    assert abs(big_len - small_len) < 20_000  # program text barely changes
