@@ -14,12 +14,24 @@ or, for both at once, `target, draft = keras_specdec.pairs.load("code")`.
   (0.99 M). `training.json` beside the presets records how far each was
   trained and its validation loss; `scripts/train_causal.py` continues
   training and `scripts/export_pair.py` refreshes the presets.
+- ``"ende"`` (when shipped): T5 encoder-decoders (`T5Seq2SeqLM`, SentencePiece
+  `T5Tokenizer`, encoder and decoder sequence length 64) translating English
+  to German; held-out sentence pairs in ``ende/test.en`` / ``ende/test.de``
+  (one sentence a line), read by `held_out_pairs("ende")`.
+
+`load` returns `keras_hub.models.Seq2SeqLM` models for encoder-decoder pairs
+and `keras_hub.models.CausalLM` models otherwise.
 """
 
 import json
 import os
 
 PAIRS_DIR = os.path.join(os.path.dirname(__file__), "pairs")
+
+# keras-hub 0.32's Seq2SeqLMPreprocessor does not save its sequence lengths
+# (a loaded preset gets the 1024 default), so `load` restores the lengths the
+# encoder-decoder pairs were trained with.
+SEQ2SEQ_SEQUENCE_LENGTHS = {"ende": 64}
 
 
 def available():
@@ -33,11 +45,19 @@ def available():
     )
 
 
+def pair_dir(name):
+    """Directory of pair `name`: a shipped pair's name, or a directory laid out
+    like one (``target/``, ``draft/``, optional ``test.*``), given as a path."""
+    if os.sep in name or name.startswith("."):
+        return name
+    return os.path.join(PAIRS_DIR, name)
+
+
 def path(name, role):
     """Preset directory of `role` ("target" or "draft") of pair `name`."""
     if role not in ("target", "draft"):
         raise ValueError(f"`role` must be 'target' or 'draft', got {role!r}.")
-    directory = os.path.join(PAIRS_DIR, name, role)
+    directory = os.path.join(pair_dir(name), role)
     if not os.path.isdir(directory):
         raise ValueError(f"No shipped pair named {name!r}; available: {available()}.")
     return directory
@@ -45,13 +65,63 @@ def path(name, role):
 
 def training_summary(name):
     """What `training.json` records for pair `name` (tokens, losses, sizes)."""
-    with open(os.path.join(PAIRS_DIR, name, "training.json")) as f:
+    with open(os.path.join(pair_dir(name), "training.json")) as f:
         return json.load(f)
 
 
+def is_seq2seq(preset_dir):
+    """Whether the KerasHub preset in `preset_dir` is an encoder-decoder task."""
+    task_file = os.path.join(preset_dir, "task.json")
+    if not os.path.isfile(task_file):
+        return False
+    with open(task_file) as f:
+        return json.load(f).get("class_name", "").endswith("Seq2SeqLM")
+
+
 def load(name="code"):
-    """`(target, draft)` KerasHub models of shipped pair `name`."""
+    """`(target, draft)` KerasHub models of shipped pair `name`.
+
+    `keras_hub.models.Seq2SeqLM`s for an encoder-decoder pair (``"ende"``),
+    `keras_hub.models.CausalLM`s otherwise.
+    """
     import keras_hub
 
-    load_preset = keras_hub.models.CausalLM.from_preset
-    return load_preset(path(name, "target")), load_preset(path(name, "draft"))
+    models = []
+    for role in ("target", "draft"):
+        directory = path(name, role)
+        task_cls = (
+            keras_hub.models.Seq2SeqLM
+            if is_seq2seq(directory)
+            else keras_hub.models.CausalLM
+        )
+        model = task_cls.from_preset(directory)
+        length = SEQ2SEQ_SEQUENCE_LENGTHS.get(os.path.basename(os.path.normpath(name)))
+        if length and getattr(model, "preprocessor", None) is not None:
+            model.preprocessor.encoder_sequence_length = length
+            model.preprocessor.decoder_sequence_length = length
+        models.append(model)
+    return tuple(models)
+
+
+def held_out_pairs(name="ende", split="test", source="en", target="de"):
+    """Held-out `(source, reference)` sentence pairs shipped with pair `name`.
+
+    Reads ``<pair dir>/<split>.<source>`` and ``<pair dir>/<split>.<target>``
+    (one sentence a line, aligned by line). Raises `FileNotFoundError` when
+    the pair ships none.
+    """
+    files = [
+        os.path.join(pair_dir(name), f"{split}.{lang}") for lang in (source, target)
+    ]
+    for file in files:
+        if not os.path.isfile(file):
+            raise FileNotFoundError(
+                f"Pair {name!r} ships no held-out {split!r} split ({file} is missing)."
+            )
+    lines = []
+    for file in files:
+        with open(file, encoding="utf-8") as f:
+            lines.append([line.rstrip("\n") for line in f])
+    if len(lines[0]) != len(lines[1]):
+        raise ValueError(f"{files[0]} and {files[1]} differ in length.")
+    return list(zip(*lines))
