@@ -129,10 +129,14 @@ def check_preset(preset, task_cls_name):
     host = "www.kaggle.com" if handle.startswith("kaggle://") else "huggingface.co"
     ok, reason = _reachable(host)
     if not ok:
+        credentials = (
+            " (Kaggle presets need KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json)"
+            if handle.startswith("kaggle://")
+            else ""
+        )
         raise Unavailable(
             f"- preset {preset!r} ({handle}) cannot be downloaded: {host} is "
-            f"unreachable ({reason}). On a machine with internet (Kaggle "
-            f"presets need KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json) "
+            f"unreachable ({reason}). On a machine with internet{credentials} "
             f"download it with `{how}`, copy the directory here and pass its "
             f"local path instead of the name."
         )
