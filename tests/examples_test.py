@@ -1,0 +1,215 @@
+"""The example scripts and the Colab notebook run offline.
+
+- Each script's `--offline-pairs` path runs (tiny settings, in a subprocess);
+  the T5 scripts also on a tiny random stand-in of the `ende` pair
+  (`fake_pairs.py`), so they are tested before the real pair is shipped.
+- Without data or presets, the online paths fail at once with a message that
+  names the dataset / preset and how to get it.
+- The notebook runs top to bottom with nbclient and KERAS_SPECDEC_OFFLINE=1
+  (slow), and once more with two host devices so that its sharding cell runs.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import keras_specdec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples")
+NOTEBOOK = os.path.join(EXAMPLES, "speculative_decoding_tpu.ipynb")
+ENDE_DIR = os.path.join(keras_specdec.pairs.PAIRS_DIR, "ende")
+needs_ende = pytest.mark.skipif(
+    not os.path.isdir(os.path.join(ENDE_DIR, "target")),
+    reason="the shipped ende pair is not exported yet",
+)
+TINY = ["--max-length", "16", "--num-examples", "1", "--repetitions", "1"]
+
+
+def run_script(script, *args, env=None, timeout=600):
+    environment = dict(os.environ, KERAS_BACKEND="jax", **(env or {}))
+    result = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, script), *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    return result
+
+
+def assert_ran(result, greedy=True):
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "acceptance rate (alpha):" in out
+    assert "measured speedup:" in out
+    if greedy:
+        assert "identical outputs (greedy):  True" in out
+    return out
+
+
+def import_script(name):
+    if EXAMPLES not in sys.path:
+        sys.path.insert(0, EXAMPLES)
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(EXAMPLES, f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fake_ende(tmp_path_factory):
+    from fake_pairs import make_fake_ende
+
+    # Named "ende" so that pairs.load restores its sequence length (64).
+    return make_fake_ende(str(tmp_path_factory.mktemp("fake") / "ende"))
+
+
+def test_pairs_load_seq2seq_pair_and_held_out_pairs(fake_ende):
+    import keras_hub
+
+    target, draft = keras_specdec.pairs.load(fake_ende)
+    assert isinstance(target, keras_hub.models.Seq2SeqLM)
+    assert isinstance(draft, keras_hub.models.Seq2SeqLM)
+    assert target.preprocessor.encoder_sequence_length == 64
+    rows = keras_specdec.pairs.held_out_pairs(fake_ende)
+    assert rows[0] == ("The cat sits on the mat.", "Die Katze sitzt auf der Matte.")
+    with pytest.raises(FileNotFoundError, match="validation"):
+        keras_specdec.pairs.held_out_pairs(fake_ende, split="validation")
+
+
+@pytest.mark.parametrize(
+    "script, args, names",
+    [
+        (
+            "t5_translation",
+            ["--target", "/nonexistent/t5_large"],
+            ["wmt14_translate/de-en", "tfds build", "--data-dir", "t5_large"],
+        ),
+        (
+            "t5_summarization",
+            ["--draft", "/nonexistent/t5_small"],
+            ["cnn_dailymail", "tfds build", "t5_small"],
+        ),
+        (
+            "gpt2_speculative",
+            ["--target", "/nonexistent/gpt2_large", "--draft", "/nonexistent/b"],
+            ["gpt2_large"],
+        ),
+    ],
+)
+def test_online_path_fails_fast_with_clear_message(
+    script, args, names, tmp_path, capsys
+):
+    module = import_script(script)
+    start = time.perf_counter()
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([*args, "--data-dir", str(tmp_path)] if "t5" in script else args)
+    assert time.perf_counter() - start < 30
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    for name in names:
+        assert name in err
+    assert "--offline-pairs" in err
+
+
+def test_unreachable_hub_preset_message(monkeypatch, capsys):
+    common = import_script("_common")
+    monkeypatch.setattr(common, "_reachable", lambda host: (False, "test: no network"))
+    monkeypatch.setenv("KAGGLEHUB_CACHE", "/nonexistent")
+    with pytest.raises(SystemExit):
+        common.check_all(presets=[("t5_small_multi", "T5Seq2SeqLM")])
+    err = capsys.readouterr().err
+    assert "'t5_small_multi' (kaggle://keras/t5/keras/t5_small_multi/" in err
+    assert "www.kaggle.com is unreachable (test: no network)" in err
+    assert "save_to_preset" in err and "local path" in err
+
+
+def test_gpt2_example_offline_pairs():
+    out = assert_ran(run_script("gpt2_speculative.py", "--offline-pairs", *TINY))
+    assert "shipped pair 'code'" in out
+
+
+def test_t5_translation_offline_on_stand_in_pair(fake_ende):
+    out = assert_ran(
+        run_script("t5_translation.py", "--offline-pairs", "--pair", fake_ende, *TINY)
+    )
+    assert "BLEU (sacrebleu):" in out
+
+
+@pytest.mark.slow
+def test_t5_summarization_offline_on_stand_in_pair_sampled(fake_ende):
+    result = run_script(
+        "t5_summarization.py",
+        "--offline-pairs",
+        "--pair",
+        fake_ende,
+        "--temperature",
+        "1.0",
+        *TINY,
+    )
+    out = assert_ran(result, greedy=False)
+    assert "STAND-IN task" in out and "ROUGE-L F1:" in out
+
+
+@needs_ende
+def test_t5_translation_offline_pairs_shipped_ende():
+    out = assert_ran(run_script("t5_translation.py", "--offline-pairs", *TINY))
+    assert "shipped pair 'ende'" in out
+
+
+@needs_ende
+@pytest.mark.slow
+def test_t5_summarization_offline_pairs_shipped_ende():
+    out = assert_ran(run_script("t5_summarization.py", "--offline-pairs", *TINY))
+    assert "STAND-IN task" in out
+
+
+def execute_notebook(extra_env=None):
+    nbclient = pytest.importorskip("nbclient")
+    nbformat = pytest.importorskip("nbformat")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    saved = dict(os.environ)
+    os.environ.update({"KERAS_SPECDEC_OFFLINE": "1", "KERAS_BACKEND": "jax"})
+    os.environ.update(extra_env or {})
+    try:  # the kernel inherits this environment
+        nbclient.NotebookClient(
+            notebook,
+            timeout=600,
+            kernel_name="python3",
+            resources={"metadata": {"path": ROOT}},
+        ).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return "".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
+
+
+@pytest.mark.slow
+def test_notebook_runs_offline():
+    out = execute_notebook()
+    assert "offline (shipped small pairs): True" in out
+    assert "identical (greedy): True" in out
+    assert "optimal gamma by Theorem 3.8:" in out
+    assert "One device: skipping the sharding example." in out
+    if os.path.isdir(os.path.join(ENDE_DIR, "target")):
+        assert out.count("identical (greedy): True") == 2
+
+
+@pytest.mark.slow
+def test_notebook_sharding_cell_on_two_host_devices():
+    out = execute_notebook({"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert "NamedSharding" in out
+    assert "same as unsharded greedy: True" in out
