@@ -1,0 +1,97 @@
+"""Export trained T5 checkpoints as KerasHub presets shipped in the package.
+
+    python scripts/export_t5_pair.py --data data/ende \\
+        --target /work/ckpt/ende_target --draft /work/ckpt/ende_draft \\
+        --out keras_specdec/pairs/ende --bleu-json bleu.json
+
+``--target`` / ``--draft`` are `scripts/train_t5.py` output dirs
+(``checkpoint.keras`` + ``progress.json``). Each backbone is saved with
+`save_to_preset` together with a SentencePiece `T5Tokenizer` (``spm.model``)
+and a `T5Seq2SeqLMPreprocessor` (encoder and decoder sequence length 64), so
+`keras_hub.models.Seq2SeqLM.from_preset(path)` loads it offline and
+``generate({"encoder_text": [...], "decoder_text": [""]})`` translates. The
+first ``--held-out`` lines of the test split are copied to
+``<out>/test.{en,de}`` (read by `keras_specdec.pairs.held_out_pairs`), and
+training progress (plus BLEU from ``scripts/eval_bleu.py --json-out``) is
+recorded in ``<out>/training.json``.
+"""
+
+import argparse
+import json
+import os
+import shutil
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+
+CONFIG_KEYS = ("layers", "hidden", "heads", "intermediate", "key_value_dim", "dropout")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default="data/ende")
+    p.add_argument("--target", required=True)
+    p.add_argument("--draft", required=True)
+    p.add_argument("--out", default="keras_specdec/pairs/ende")
+    p.add_argument("--sequence-length", type=int, default=64)
+    p.add_argument("--bleu-json", default=None, help="eval_bleu.py --json-out file")
+    p.add_argument("--held-out", type=int, default=2000, help="test lines to copy")
+    p.add_argument("--source", default="en")
+    p.add_argument("--target-lang", default="de")
+    args = p.parse_args()
+
+    tokenizer = keras_hub.models.T5Tokenizer(proto=os.path.join(args.data, "spm.model"))
+    assert (tokenizer.pad_token_id, tokenizer.end_token_id) == (0, 1)
+    os.makedirs(args.out, exist_ok=True)
+    summary = {}
+    for role in ("target", "draft"):
+        ckpt_dir = getattr(args, role)
+        model = keras.models.load_model(os.path.join(ckpt_dir, "checkpoint.keras"))
+        preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(
+            tokenizer=tokenizer,
+            encoder_sequence_length=args.sequence_length,
+            decoder_sequence_length=args.sequence_length,
+        )
+        lm = keras_hub.models.T5Seq2SeqLM(
+            backbone=model.backbone, preprocessor=preprocessor
+        )
+        out = os.path.join(args.out, role)
+        shutil.rmtree(out, ignore_errors=True)
+        lm.save_to_preset(out)
+        with open(os.path.join(ckpt_dir, "progress.json")) as f:
+            progress = json.load(f)
+        summary[role] = {
+            "parameters": int(model.count_params()),
+            "config": {k: progress["args"].get(k) for k in CONFIG_KEYS},
+            "last": progress["history"][-1],
+        }
+        print(role, summary[role])
+    if args.bleu_json:
+        with open(args.bleu_json) as f:
+            summary["bleu"] = json.load(f)
+    with open(os.path.join(args.out, "training.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+
+    if args.held_out:
+        for lang in (args.source, args.target_lang):
+            with open(os.path.join(args.data, f"test.{lang}"), encoding="utf-8") as f:
+                lines = [line for _, line in zip(range(args.held_out), f)]
+            out_file = os.path.join(args.out, f"test.{lang}")
+            with open(out_file, "w", encoding="utf-8") as f:
+                f.writelines(lines)
+
+    # Check: the presets load with the ordinary KerasHub call and translate.
+    with open(os.path.join(args.data, f"test.{args.source}"), encoding="utf-8") as f:
+        sources = [f.readline().rstrip("\n") for _ in range(2)]
+    for role in ("target", "draft"):
+        lm = keras_hub.models.Seq2SeqLM.from_preset(os.path.join(args.out, role))
+        lm.compile(sampler="greedy")
+        outputs = lm.generate({"encoder_text": sources, "decoder_text": [""] * 2})
+        for source, output in zip(sources, outputs):
+            print(f"{role}: {source!r} -> {output!r}")
+
+
+if __name__ == "__main__":
+    main()

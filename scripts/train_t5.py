@@ -1,0 +1,278 @@
+"""Train (or resume training) a small T5 (v1.1 style) KerasHub encoder-decoder
+on a sentence-pair corpus made by ``scripts/prepare_ende_corpus.py``.
+
+The corpus is ``<data>/tokens.npz`` with uint16 arrays ``train_en``,
+``train_de``, ``valid_en``, ``valid_de`` (each ``(N, L)``: sentencepiece ids,
+then eos 1, right-padded with 0) and the tokenizer ``<data>/spm.model``. The
+model is fed token arrays (``preprocessor=None``), so neither training nor
+the exported presets' generation need TensorFlow text ops here.
+
+Inputs are packed exactly like ``T5Seq2SeqLMPreprocessor`` does: the encoder
+gets ``[ids..., eos, pad...]``; the decoder gets T5's start token (the pad id
+0) followed by the target shifted right, ``[0, ids..., eos, pad...][:-1]``,
+with a padding mask that is true on the start token and every real target
+token; the labels are the target ``[ids..., eos, pad...]`` and the sample
+weight is the target's padding mask. The loss is averaged over real target
+tokens only (``reduction="mean_with_sample_weight"``), and the reported
+validation loss, perplexity and accuracy are exact token-level averages over
+real target tokens (weighted metrics).
+
+Resumable: every ``--checkpoint-steps`` steps the model is saved to
+``<out>/checkpoint.keras``, the optimizer state (step count, moments) to
+``<out>/optimizer.npz`` (``load_model`` does not restore a KerasHub task's
+optimizer: tasks override ``compile()``) and the step count to
+``<out>/progress.json``; running the same command again continues from there
+on the same learning-rate schedule and the same data order. Never run by CI.
+
+Example (English to German):
+    python scripts/train_t5.py --data data/ende --out /work/ckpt/ende_target \\
+        --layers 3 --hidden 256 --heads 4 --intermediate 512 --total-steps 20000
+    python scripts/train_t5.py --data data/ende --out /work/ckpt/ende_draft \\
+        --layers 1 --hidden 128 --heads 2 --intermediate 256 --total-steps 20000
+"""
+
+import argparse
+import json
+import math
+import os
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+
+PAD = 0  # T5's pad id, also its decoder start token
+
+
+def build_model(vocab_size, args):
+    backbone = keras_hub.models.T5Backbone(
+        vocabulary_size=vocab_size,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        hidden_dim=args.hidden,
+        intermediate_dim=args.intermediate,
+        key_value_dim=args.key_value_dim,
+        dropout=args.dropout,
+        activation="gelu",
+        use_gated_activation=True,
+        tie_embedding_weights=True,
+    )
+    return keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=None)
+
+
+def compile_model(model, args, total_steps):
+    warmup = min(500, total_steps // 10)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=args.lr / 100,
+        decay_steps=max(1, total_steps - warmup),
+        alpha=0.05,
+        warmup_target=args.lr,
+        warmup_steps=warmup,
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(
+            schedule, weight_decay=0.01, global_clipnorm=1.0
+        ),
+        # Average over real target tokens, not over padding.
+        loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight"
+        ),
+        weighted_metrics=[
+            keras.metrics.SparseCategoricalCrossentropy(
+                from_logits=True, name="token_loss"
+            ),
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+        ],
+    )
+
+
+def save_optimizer(model, path):
+    values = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+    with open(path + ".tmp", "wb") as f:
+        np.savez(f, *values)
+    os.replace(path + ".tmp", path)
+
+
+def restore_optimizer(model, path):
+    """KerasHub tasks override `compile()`, so `load_model` does not restore
+    the optimizer (it keeps the task's default one): recompile and load the
+    optimizer's variables (step count, moments) saved beside the checkpoint."""
+    model.optimizer.build(model.trainable_variables)
+    with np.load(path) as saved:
+        values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    variables = model.optimizer.variables
+    assert len(values) == len(variables), (len(values), len(variables))
+    for variable, value in zip(variables, values):
+        assert tuple(variable.shape) == value.shape, (variable.path, value.shape)
+        variable.assign(value)
+
+
+def pack(source, target):
+    """Model inputs, labels and sample weights, as T5Seq2SeqLMPreprocessor
+    packs them (decoder start token = pad id 0)."""
+    source = source.astype("int32")
+    target = target.astype("int32")
+    target_mask = target != PAD
+    start = np.full((len(target), 1), PAD, dtype="int32")
+    x = {
+        "encoder_token_ids": source,
+        "encoder_padding_mask": source != PAD,
+        "decoder_token_ids": np.concatenate([start, target[:, :-1]], axis=1),
+        "decoder_padding_mask": np.concatenate(
+            [np.ones_like(start, dtype=bool), target_mask[:, :-1]], axis=1
+        ),
+    }
+    return x, target, target_mask.astype("float32")
+
+
+def batch_indices(num_examples, first, count, seed):
+    """Indices of examples ``first .. first + count - 1`` of the training
+    stream: a fresh seeded permutation per epoch (so resuming is exact)."""
+    out = []
+    pos, end = first, first + count
+    while pos < end:
+        epoch, offset = divmod(pos, num_examples)
+        perm = np.random.default_rng([seed, epoch]).permutation(num_examples)
+        take = perm[offset : offset + end - pos]
+        out.append(take)
+        pos += len(take)
+    return np.concatenate(out)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default="data/ende")
+    p.add_argument("--out", required=True)
+    p.add_argument("--source", default="en")
+    p.add_argument("--target", default="de")
+    p.add_argument("--layers", type=int, default=3, help="encoder and decoder each")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--intermediate", type=int, default=None, help="default 2 * hidden")
+    p.add_argument("--key-value-dim", type=int, default=None)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    steps = p.add_mutually_exclusive_group()
+    steps.add_argument("--total-steps", type=int, default=None)
+    steps.add_argument(
+        "--total-tokens",
+        type=float,
+        default=None,
+        help="target (decoder label) tokens incl. eos; converted to steps "
+        "with the training set's mean target length",
+    )
+    p.add_argument("--checkpoint-steps", type=int, default=200)
+    p.add_argument("--valid-num", type=int, default=1000)
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop (after a checkpoint) once this much time passed",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    if args.intermediate is None:
+        args.intermediate = 2 * args.hidden
+
+    os.makedirs(args.out, exist_ok=True)
+    data = np.load(os.path.join(args.data, "tokens.npz"))
+    train_src, train_tgt = data[f"train_{args.source}"], data[f"train_{args.target}"]
+    valid_src = data[f"valid_{args.source}"][: args.valid_num]
+    valid_tgt = data[f"valid_{args.target}"][: args.valid_num]
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(args.data, "spm.model"))
+    vocab_size = sp.get_piece_size()
+    assert (sp.pad_id(), sp.eos_id()) == (0, 1), "T5 needs pad 0 and eos 1"
+    num_train = len(train_tgt)
+    target_lengths = (train_tgt != PAD).sum(axis=1)
+    if args.total_steps is None:
+        total_tokens = args.total_tokens or 10e6
+        mean_tokens = float(target_lengths.mean()) * args.batch_size
+        total_steps = int(math.ceil(total_tokens / mean_tokens))
+    else:
+        total_steps = args.total_steps
+
+    ckpt = os.path.join(args.out, "checkpoint.keras")
+    progress_path = os.path.join(args.out, "progress.json")
+    optimizer_path = os.path.join(args.out, "optimizer.npz")
+    if os.path.exists(ckpt):
+        model = keras.models.load_model(ckpt)
+        compile_model(model, args, total_steps)
+        restore_optimizer(model, optimizer_path)
+        with open(progress_path) as f:
+            progress = json.load(f)
+        print(f"resuming at step {progress['step']} / {total_steps}")
+    else:
+        keras.utils.set_random_seed(args.seed)
+        model = build_model(vocab_size, args)
+        compile_model(model, args, total_steps)
+        progress = {"step": 0, "tokens": 0, "history": [], "args": vars(args)}
+    print(
+        f"params {model.count_params():,}; {total_steps} steps of "
+        f"{args.batch_size} pairs; {num_train:,} training pairs, "
+        f"mean target length {target_lengths.mean():.1f}"
+    )
+
+    valid_x, valid_y, valid_w = pack(valid_src, valid_tgt)
+
+    start_time = time.time()
+    while progress["step"] < total_steps:
+        chunk = min(args.checkpoint_steps, total_steps - progress["step"])
+        idx = batch_indices(
+            num_train,
+            progress["step"] * args.batch_size,
+            chunk * args.batch_size,
+            args.seed,
+        )
+        x, y, w = pack(train_src[idx], train_tgt[idx])
+        chunk_tokens = int(w.sum())
+        t0 = time.time()
+        hist = model.fit(
+            x,
+            y,
+            sample_weight=w,
+            batch_size=args.batch_size,
+            epochs=1,
+            shuffle=False,
+            verbose=2,
+        )
+        elapsed = time.time() - t0
+        progress["step"] += chunk
+        progress["tokens"] += chunk_tokens
+        val = model.evaluate(
+            valid_x,
+            valid_y,
+            sample_weight=valid_w,
+            batch_size=args.batch_size,
+            verbose=0,
+            return_dict=True,
+        )
+        record = {
+            "step": progress["step"],
+            "tokens": progress["tokens"],
+            "train_loss": float(hist.history["token_loss"][-1]),
+            "valid_loss": float(val["token_loss"]),
+            "valid_perplexity": float(np.exp(val["token_loss"])),
+            "valid_accuracy": float(val["accuracy"]),
+            "tokens_per_second": chunk_tokens / elapsed,
+        }
+        progress["history"].append(record)
+        print(json.dumps(record), flush=True)
+        model.save(ckpt + ".tmp.keras")
+        os.replace(ckpt + ".tmp.keras", ckpt)
+        save_optimizer(model, optimizer_path)
+        with open(progress_path + ".tmp", "w") as f:
+            json.dump(progress, f, indent=1)
+        os.replace(progress_path + ".tmp", progress_path)
+        if args.max_minutes and time.time() - start_time > 60 * args.max_minutes:
+            print("time budget reached; rerun the same command to resume")
+            break
+    model.save_weights(os.path.join(args.out, "final.weights.h5"))
+
+
+if __name__ == "__main__":
+    main()
