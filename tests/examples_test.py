@@ -5,8 +5,8 @@
   (`fake_pairs.py`), so they are tested before the real pair is shipped.
 - Without data or presets, the online paths fail at once with a message that
   names the dataset / preset and how to get it.
-- The notebook runs top to bottom with nbclient and KERAS_SPECDEC_OFFLINE=1
-  (slow), and once more with two host devices so that its sharding cell runs.
+- The notebook runs top to bottom with nbclient and KERAS_SPECDEC_OFFLINE=1,
+  and (slow) once more with two host devices so that its sharding cell runs.
 """
 
 import importlib.util
@@ -197,8 +197,7 @@ def execute_notebook(extra_env=None):
     )
 
 
-@pytest.mark.slow
-def test_notebook_runs_offline():
+def test_notebook_runs_offline():  # 30-70 s on 2 CPU cores
     out = execute_notebook()
     assert "offline (shipped small pairs): True" in out
     assert "identical (greedy): True" in out
