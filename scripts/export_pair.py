@@ -20,6 +20,29 @@ import keras  # noqa: E402
 import keras_hub  # noqa: E402
 
 
+def load_trained(ckpt_dir, vocab_size):
+    """The trained GPT2CausalLM of a train_causal.py output directory: from
+    final.weights.h5 + progress.json (what comes back from a GPU machine,
+    rebuilt with dropout 0 for inference) or else from checkpoint.keras."""
+    weights = os.path.join(ckpt_dir, "final.weights.h5")
+    if not os.path.exists(weights):
+        return keras.models.load_model(os.path.join(ckpt_dir, "checkpoint.keras"))
+    with open(os.path.join(ckpt_dir, "progress.json")) as f:
+        a = json.load(f)["args"]
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=vocab_size,
+        num_layers=a["layers"],
+        num_heads=a["heads"],
+        hidden_dim=a["hidden"],
+        intermediate_dim=4 * a["hidden"],
+        dropout=0.0,
+        max_sequence_length=a["max_sequence_length"],
+    )
+    model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    model.load_weights(weights)
+    return model
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="data/code")
@@ -36,7 +59,7 @@ def main():
     summary = {}
     for role in ("target", "draft"):
         ckpt_dir = getattr(args, role)
-        model = keras.models.load_model(os.path.join(ckpt_dir, "checkpoint.keras"))
+        model = load_trained(ckpt_dir, tokenizer.vocabulary_size())
         preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
             tokenizer=tokenizer, sequence_length=args.sequence_length
         )

@@ -8,6 +8,12 @@ The exact versions used are recorded in sources.json.
 Usage:
     python scripts/prepare_code_corpus.py --out data/code
 
+A bigger corpus with the SAME tokenizer and validation files (so shipped
+models keep working and validation losses stay comparable):
+    python scripts/prepare_code_corpus.py --out data/code_large \
+        --packages keras keras_hub jax numpy scipy matplotlib \
+        --tokenizer-from data/code
+
 Writes into ``--out``:
     vocabulary.json, merges.txt   byte-level BPE in KerasHub GPT2 format
     train.npy, valid.npy          uint16 token ids, files joined by <|endoftext|>
@@ -74,29 +80,13 @@ def read_clean(path):
     return "\n".join(lines).strip() + "\n"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="data/code")
-    parser.add_argument("--vocab-size", type=int, default=4096)
-    parser.add_argument("--valid-fraction", type=float, default=0.02)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--packages", nargs="*", default=["keras", "keras_hub", "jax"])
-    args = parser.parse_args()
-
+def train_tokenizer(args, train_texts):
+    """Train the byte-level BPE on the training files; returns the end id."""
     from tokenizers import ByteLevelBPETokenizer
-
-    os.makedirs(args.out, exist_ok=True)
-    pairs = corpus_files(args.packages)
-    files = [os.path.relpath(f, root) for root, f in pairs]
-    texts = [read_clean(f) for _, f in pairs]
-    order = list(range(len(files)))
-    random.Random(args.seed).shuffle(order)
-    num_valid = max(1, int(len(files) * args.valid_fraction))
-    valid_ids, train_ids = order[:num_valid], order[num_valid:]
 
     tokenizer = ByteLevelBPETokenizer(add_prefix_space=False)
     tokenizer.train_from_iterator(
-        (texts[i] for i in train_ids),
+        iter(train_texts),
         vocab_size=args.vocab_size,
         min_frequency=2,
         special_tokens=[PAD_TOKEN, END_TOKEN],
@@ -108,6 +98,49 @@ def main():
     )
     end_id = tokenizer.token_to_id(END_TOKEN)
     assert tokenizer.token_to_id(PAD_TOKEN) == 0 and end_id == 1
+    return end_id
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="data/code")
+    parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument("--valid-fraction", type=float, default=0.02)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--packages", nargs="*", default=["keras", "keras_hub", "jax"])
+    parser.add_argument(
+        "--tokenizer-from",
+        default=None,
+        help="reuse vocabulary.json/merges.txt and the validation files of an "
+        "earlier --out directory instead of training a new tokenizer",
+    )
+    args = parser.parse_args()
+
+    os.makedirs(args.out, exist_ok=True)
+    pairs = corpus_files(args.packages)
+    files = [os.path.relpath(f, root) for root, f in pairs]
+    texts = [read_clean(f) for _, f in pairs]
+    if args.tokenizer_from:
+        import shutil
+
+        for name in ("vocabulary.json", "merges.txt"):
+            if os.path.abspath(args.tokenizer_from) != os.path.abspath(args.out):
+                shutil.copy(os.path.join(args.tokenizer_from, name), args.out)
+        with open(os.path.join(args.tokenizer_from, "sources.json")) as f:
+            old_valid = set(json.load(f)["valid_files"])
+        valid_ids = [i for i, name in enumerate(files) if name in old_valid]
+        train_ids = [i for i, name in enumerate(files) if name not in old_valid]
+        random.Random(args.seed).shuffle(train_ids)
+        with open(os.path.join(args.out, "vocabulary.json")) as f:
+            vocabulary = json.load(f)
+        end_id = vocabulary[END_TOKEN]
+        assert vocabulary[PAD_TOKEN] == 0 and end_id == 1
+    else:
+        order = list(range(len(files)))
+        random.Random(args.seed).shuffle(order)
+        num_valid = max(1, int(len(files) * args.valid_fraction))
+        valid_ids, train_ids = order[:num_valid], order[num_valid:]
+        end_id = train_tokenizer(args, [texts[i] for i in train_ids])
 
     # Encode with the tokenizer inference uses (KerasHub's GPT-2 tokenizer,
     # which splits whitespace runs slightly differently from `tokenizers`).
@@ -143,6 +176,9 @@ def main():
                     "keras": "Apache-2.0",
                     "keras_hub": "Apache-2.0",
                     "jax": "Apache-2.0",
+                    "numpy": "BSD-3-Clause",
+                    "scipy": "BSD-3-Clause",
+                    "matplotlib": "PSF-based matplotlib licence",
                 },
                 "train_files": [files[i] for i in train_ids],
                 "valid_files": [files[i] for i in valid_ids],

@@ -57,6 +57,30 @@ def compile_model(model, args, total_steps):
     )
 
 
+def save_optimizer(model, path):
+    values = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+    with open(path + ".tmp", "wb") as f:
+        np.savez(f, *values)
+    os.replace(path + ".tmp", path)
+
+
+def restore_optimizer(model, path, step):
+    """Load the optimizer variables (step count, moments) saved beside the
+    checkpoint into the freshly compiled optimizer."""
+    if not os.path.exists(path):
+        print("warning: no optimizer.npz; the optimizer moments start afresh")
+        model.optimizer.build(model.trainable_variables)
+        model.optimizer.iterations.assign(step)
+        return
+    model.optimizer.build(model.trainable_variables)
+    with np.load(path) as saved:
+        values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    variables = model.optimizer.variables
+    assert len(values) == len(variables), (len(values), len(variables))
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
 def windows(tokens, starts, seq_len):
     idx = starts[:, None] + np.arange(seq_len + 1)[None, :]
     batch = tokens[idx].astype("int32")
@@ -65,6 +89,42 @@ def windows(tokens, starts, seq_len):
         "padding_mask": np.ones((len(starts), seq_len), dtype=bool),
     }
     return x, batch[:, 1:]
+
+
+def calibrate_total_steps(model, train, args):
+    """Steps that fit in --time-budget-minutes, from timing steps here.
+
+    Trains a throwaway copy of the schedule for a few steps (the first call
+    compiles), then puts the initial weights back.
+    """
+    initial_weights = model.get_weights()
+    compile_model(model, args, 1000)
+    rng = np.random.default_rng(12345)
+    timed_steps = 60
+    starts = rng.integers(
+        0, train.size - args.seq_len - 1, size=(20 + timed_steps) * args.batch_size
+    )
+    x, y = windows(train, starts, args.seq_len)
+    warm = 20 * args.batch_size
+    model.fit(
+        {k: v[:warm] for k, v in x.items()}, y[:warm],
+        batch_size=args.batch_size, verbose=0,
+    )
+    t0 = time.time()
+    model.fit(
+        {k: v[warm:] for k, v in x.items()}, y[warm:],
+        batch_size=args.batch_size, verbose=0,
+    )
+    seconds_per_step = (time.time() - t0) / timed_steps
+    # 20% for evaluation, checkpoints and the final compile of the real run.
+    total_steps = int(0.8 * 60 * args.time_budget_minutes / seconds_per_step)
+    print(
+        f"calibration: {seconds_per_step * 1000:.1f} ms/step -> "
+        f"{total_steps} steps in {args.time_budget_minutes} min",
+        flush=True,
+    )
+    model.set_weights(initial_weights)
+    return total_steps
 
 
 def main():
@@ -87,6 +147,14 @@ def main():
         default=None,
         help="stop (after a checkpoint) once this much time passed",
     )
+    p.add_argument(
+        "--time-budget-minutes",
+        type=float,
+        default=None,
+        help="size the run to this wall time: time a few steps on this "
+        "machine, then set --total-tokens so that the cosine schedule ends "
+        "within the budget (fresh runs only; a resumed run keeps its size)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--init-from",
@@ -108,14 +176,25 @@ def main():
 
     ckpt = os.path.join(args.out, "checkpoint.keras")
     progress_path = os.path.join(args.out, "progress.json")
+    optimizer_path = os.path.join(args.out, "optimizer.npz")
     if os.path.exists(ckpt):
         model = keras.models.load_model(ckpt)
         with open(progress_path) as f:
             progress = json.load(f)
+        total_steps = int(
+            math.ceil(progress["args"]["total_tokens"] / tokens_per_step)
+        )
+        # KerasHub tasks override compile(), so load_model() does not restore
+        # the optimizer: recompile, then load its saved variables.
+        compile_model(model, args, total_steps)
+        restore_optimizer(model, optimizer_path, progress["step"])
         print(f"resuming at step {progress['step']} / {total_steps}")
     else:
         keras.utils.set_random_seed(args.seed)
         model = build_model(vocab_size, args)
+        if args.time_budget_minutes:
+            total_steps = calibrate_total_steps(model, train, args)
+            args.total_tokens = float(total_steps * tokens_per_step)
         compile_model(model, args, total_steps)
         progress = {"step": 0, "history": [], "args": vars(args)}
         if args.init_from:
@@ -167,8 +246,13 @@ def main():
         }
         progress["history"].append(record)
         print(json.dumps(record), flush=True)
+        if record["valid_loss"] <= min(r["valid_loss"] for r in progress["history"]):
+            # The lowest validation loss so far: what gets exported.
+            model.save_weights(os.path.join(args.out, "best.weights.h5"))
+            progress["best"] = record
         model.save(ckpt + ".tmp.keras")
         os.replace(ckpt + ".tmp.keras", ckpt)
+        save_optimizer(model, optimizer_path)
         with open(progress_path, "w") as f:
             json.dump(progress, f, indent=1)
         if args.max_minutes and time.time() - start_time > 60 * args.max_minutes:

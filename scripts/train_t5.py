@@ -141,6 +141,37 @@ def batch_indices(num_examples, first, count, seed):
     return np.concatenate(out)
 
 
+def calibrate_total_steps(model, train_src, train_tgt, args):
+    """Steps that fit in --time-budget-minutes, from timing steps here (the
+    first fit compiles); the initial weights are put back afterwards."""
+    initial_weights = model.get_weights()
+    compile_model(model, args, 1000)
+    timed_steps = 60
+    idx = np.arange((20 + timed_steps) * args.batch_size) % len(train_tgt)
+    x, y, w = pack(train_src[idx], train_tgt[idx])
+    warm = 20 * args.batch_size
+
+    def fit(part):
+        model.fit(
+            {k: v[part] for k, v in x.items()}, y[part], sample_weight=w[part],
+            batch_size=args.batch_size, verbose=0,
+        )
+
+    fit(slice(0, warm))
+    t0 = time.time()
+    fit(slice(warm, None))
+    seconds_per_step = (time.time() - t0) / timed_steps
+    # 20% for evaluation, checkpoints and the real run's compile.
+    total_steps = int(0.8 * 60 * args.time_budget_minutes / seconds_per_step)
+    print(
+        f"calibration: {seconds_per_step * 1000:.1f} ms/step -> "
+        f"{total_steps} steps in {args.time_budget_minutes} min",
+        flush=True,
+    )
+    model.set_weights(initial_weights)
+    return total_steps
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="data/ende")
@@ -171,6 +202,13 @@ def main():
         type=float,
         default=None,
         help="stop (after a checkpoint) once this much time passed",
+    )
+    p.add_argument(
+        "--time-budget-minutes",
+        type=float,
+        default=None,
+        help="size a fresh run to this wall time: time a few steps here, "
+        "then set the step count so the cosine schedule ends in the budget",
     )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -209,6 +247,9 @@ def main():
     else:
         keras.utils.set_random_seed(args.seed)
         model = build_model(vocab_size, args)
+        if args.time_budget_minutes:
+            total_steps = calibrate_total_steps(model, train_src, train_tgt, args)
+            args.total_steps = total_steps
         compile_model(model, args, total_steps)
         progress = {"step": 0, "tokens": 0, "history": [], "args": vars(args)}
     print(
@@ -262,6 +303,10 @@ def main():
         }
         progress["history"].append(record)
         print(json.dumps(record), flush=True)
+        if record["valid_loss"] <= min(r["valid_loss"] for r in progress["history"]):
+            # The lowest validation loss so far: what gets exported.
+            model.save_weights(os.path.join(args.out, "best.weights.h5"))
+            progress["best"] = record
         model.save(ckpt + ".tmp.keras")
         os.replace(ckpt + ".tmp.keras", ckpt)
         save_optimizer(model, optimizer_path)

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# One-shot training of the shipped pairs on a GPU machine (JAX + CUDA, no
+# TensorFlow), used because CPU training here takes hours. Run from the repo
+# root with the corpora packed in carry/ (see scripts/pack_carry.sh) and the
+# keras / keras-hub wheels in .whl/. Writes to $OUT: the run log, the GPU
+# benchmark of the new code pair, and ck.tar.part* (final weights, progress
+# and logs of each run; `cat ck.tar.part* | tar x` restores ck/).
+#
+#   BUDGET=5.5 OUT=/tmp/out bash scripts/device_train.sh
+#
+# Every job gets the same wall-clock budget and runs concurrently on the one
+# GPU (small models leave it mostly idle); a failing job does not stop the
+# others.
+set -u
+OUT=${OUT:-/tmp/device_out}
+BUDGET=${BUDGET:-5.5}
+mkdir -p "$OUT" ck data
+exec > >(tee "$OUT/run.log") 2>&1
+start=$(date +%s)
+if [ -d .whl ] && [ -z "${NO_WHEELS:-}" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+export XLA_PYTHON_CLIENT_MEM_FRACTION=${MEM_FRACTION:-0.2}
+for f in carry/*.tar.xz; do tar xJf "$f" -C data; done
+nvidia-smi -L 2>/dev/null
+python3 -c "import jax, keras, keras_hub; print(jax.devices(), keras.__version__, keras_hub.__version__)"
+echo "setup took $(( $(date +%s) - start )) s"
+
+MAX_MINUTES=$(python3 -c "print($BUDGET + 0.7)")
+hard_limit=$(python3 -c "print(int(60 * $BUDGET + 150))")
+run() {  # name, command...
+  local name=$1; shift
+  mkdir -p "ck/$name"
+  timeout "$hard_limit" "$@" > "ck/$name/train.log" 2>&1
+  echo "$name exited $? after $(( $(date +%s) - start )) s"
+}
+pids=()
+if [ -f data/code_large/train.npy ]; then
+  run code_target python3 scripts/train_causal.py --data data/code_large \
+    --out ck/code_target ${CODE_TARGET_FLAGS:---layers 6 --hidden 256 --heads 4 --dropout 0.1 --batch-size 64 --checkpoint-steps 500} \
+    --time-budget-minutes "$BUDGET" --max-minutes "$MAX_MINUTES" &
+  pids+=($!)
+  run code_draft python3 scripts/train_causal.py --data data/code_large \
+    --out ck/code_draft ${CODE_DRAFT_FLAGS:---layers 2 --hidden 128 --heads 2 --batch-size 64 --checkpoint-steps 500} \
+    --time-budget-minutes "$BUDGET" --max-minutes "$MAX_MINUTES" &
+  pids+=($!)
+fi
+if [ -f data/ende/tokens.npz ]; then
+  run ende_target python3 scripts/train_t5.py --data data/ende \
+    --out ck/ende_target ${T5_TARGET_FLAGS:---layers 3 --hidden 192 --heads 4 --intermediate 384 --batch-size 128 --lr 5e-3 --checkpoint-steps 500} \
+    --time-budget-minutes "$BUDGET" --max-minutes "$MAX_MINUTES" &
+  pids+=($!)
+  run ende_draft python3 scripts/train_t5.py --data data/ende \
+    --out ck/ende_draft ${T5_DRAFT_FLAGS:---layers 1 --hidden 128 --heads 2 --intermediate 256 --dropout 0.0 --batch-size 128 --lr 5e-3 --checkpoint-steps 500} \
+    --time-budget-minutes "$BUDGET" --max-minutes "$MAX_MINUTES" &
+  pids+=($!)
+fi
+# Wait for the jobs only (a bare `wait` would also wait for the tee above).
+wait "${pids[@]}"
+for d in ck/*/; do tail -n 3 "$d/train.log"; done
+
+# Weights-only files come back first (checkpoint.keras also holds optimizer
+# state); best.weights.h5 is the lowest validation loss of each run.
+tar cf - ck/*/best.weights.h5 ck/*/progress.json ck/*/train.log 2>/dev/null \
+  | split -b 15M - "$OUT/ck.tar.part"
+ls -la "$OUT"
+
+if [ -f ck/code_target/final.weights.h5 ] && [ -f ck/code_draft/final.weights.h5 ]; then
+  timeout "${BENCH_SECONDS:-100}" python3 scripts/token_benchmark.py \
+    --prompts carry/prompts.json \
+    --target-weights ck/code_target/best.weights.h5 \
+    --draft-weights ck/code_draft/best.weights.h5 \
+    --gammas ${BENCH_GAMMAS:-1 2 4 6} --temperatures 0 1 --repetitions 2 \
+    --out "$OUT/bench_gpu"
+  echo "benchmark exited $?"
+fi
+ls -la "$OUT"
+echo "total $(( $(date +%s) - start )) s"
