@@ -21,14 +21,15 @@ class Unavailable(RuntimeError):
     """A dataset or preset that cannot be had without network access."""
 
 
-def fail(problems):
+def fail(problems, offline_hint=True):
     """Print every problem and exit (code 2), without a traceback."""
     print("\n".join(["ERROR: cannot run this example:"] + problems), file=sys.stderr)
-    print(
-        "Or run offline with --offline-pairs (the pair shipped with "
-        "keras_specdec; no network at all).",
-        file=sys.stderr,
-    )
+    if offline_hint:
+        print(
+            "Or run offline with --offline-pairs (the pair shipped with "
+            "keras_specdec; no network at all).",
+            file=sys.stderr,
+        )
     sys.exit(FAIL_EXIT_CODE)
 
 

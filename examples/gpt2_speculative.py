@@ -51,7 +51,7 @@ def main(argv=None):
         try:
             keras_specdec.pairs.path(name, "target")
         except ValueError as error:
-            _common.fail([f"- --offline-pairs: {error}"])
+            _common.fail([f"- --offline-pairs: {error}"], offline_hint=False)
         target, draft = keras_specdec.pairs.load(name)
         prompts = args.prompt or CODE_PROMPTS
         source = f"shipped pair {name!r}"

@@ -45,7 +45,7 @@ def offline_setup(args):
     try:
         keras_specdec.pairs.path(name, "target")
     except ValueError as error:
-        _common.fail([f"- --offline-pairs: {error}"])
+        _common.fail([f"- --offline-pairs: {error}"], offline_hint=False)
     target, draft = keras_specdec.pairs.load(name)
     try:
         rows = keras_specdec.pairs.held_out_pairs(name, "test", "en", "de")
