@@ -106,12 +106,14 @@ def calibrate_total_steps(model, train, args):
     )
     x, y = windows(train, starts, args.seq_len)
     warm = 20 * args.batch_size
-    model.fit(
+    keras.Model.fit(
+        model,
         {k: v[:warm] for k, v in x.items()}, y[:warm],
         batch_size=args.batch_size, verbose=0,
     )
     t0 = time.time()
-    model.fit(
+    keras.Model.fit(
+        model,
         {k: v[warm:] for k, v in x.items()}, y[warm:],
         batch_size=args.batch_size, verbose=0,
     )
@@ -229,12 +231,15 @@ def main():
         )
         x, y = windows(train, starts, args.seq_len)
         t0 = time.time()
-        hist = model.fit(
+        hist = keras.Model.fit(
+            model,
             x, y, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=2
         )
         elapsed = time.time() - t0
         progress["step"] += chunk
-        val_loss, val_acc = model.evaluate(valid_x, valid_y, batch_size=16, verbose=0)
+        val_loss, val_acc = keras.Model.evaluate(
+            model, valid_x, valid_y, batch_size=16, verbose=0
+        )
         record = {
             "step": progress["step"],
             "tokens": progress["step"] * tokens_per_step,

@@ -152,7 +152,8 @@ def calibrate_total_steps(model, train_src, train_tgt, args):
     warm = 20 * args.batch_size
 
     def fit(part):
-        model.fit(
+        keras.Model.fit(
+            model,
             {k: v[part] for k, v in x.items()}, y[part], sample_weight=w[part],
             batch_size=args.batch_size, verbose=0,
         )
@@ -272,7 +273,8 @@ def main():
         x, y, w = pack(train_src[idx], train_tgt[idx])
         chunk_tokens = int(w.sum())
         t0 = time.time()
-        hist = model.fit(
+        hist = keras.Model.fit(
+            model,
             x,
             y,
             sample_weight=w,
@@ -284,7 +286,8 @@ def main():
         elapsed = time.time() - t0
         progress["step"] += chunk
         progress["tokens"] += chunk_tokens
-        val = model.evaluate(
+        val = keras.Model.evaluate(
+            model,
             valid_x,
             valid_y,
             sample_weight=valid_w,
