@@ -22,9 +22,10 @@ import keras_hub  # noqa: E402
 
 def load_trained(ckpt_dir, vocab_size):
     """The trained GPT2CausalLM of a train_causal.py output directory: from
-    final.weights.h5 + progress.json (what comes back from a GPU machine,
-    rebuilt with dropout 0 for inference) or else from checkpoint.keras."""
-    weights = os.path.join(ckpt_dir, "final.weights.h5")
+    best.weights.h5 (backbone weights of the lowest validation loss) +
+    progress.json, rebuilt with dropout 0 for inference (what comes back from
+    a GPU machine), or else from checkpoint.keras."""
+    weights = os.path.join(ckpt_dir, "best.weights.h5")
     if not os.path.exists(weights):
         return keras.models.load_model(os.path.join(ckpt_dir, "checkpoint.keras"))
     with open(os.path.join(ckpt_dir, "progress.json")) as f:
@@ -38,9 +39,8 @@ def load_trained(ckpt_dir, vocab_size):
         dropout=0.0,
         max_sequence_length=a["max_sequence_length"],
     )
-    model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
-    model.load_weights(weights)
-    return model
+    backbone.load_weights(weights)
+    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
 
 
 def main():
@@ -50,6 +50,7 @@ def main():
     p.add_argument("--draft", required=True)
     p.add_argument("--out", default="keras_specdec/pairs/code")
     p.add_argument("--sequence-length", type=int, default=256)
+    p.add_argument("--note", default="", help="recorded in training.json")
     args = p.parse_args()
 
     tokenizer = keras_hub.models.GPT2Tokenizer(
@@ -74,7 +75,10 @@ def main():
         summary[role] = {
             "parameters": int(model.count_params()),
             "config": {k: progress["args"][k] for k in ("layers", "hidden", "heads")},
-            "last": progress["history"][-1],
+            "last": progress.get("best", progress["history"][-1]),
+            "planned_tokens": progress["args"].get("total_tokens"),
+            "training_args": progress["args"],
+            "note": args.note,
         }
         print(role, summary[role])
     with open(os.path.join(args.out, "training.json"), "w") as f:
