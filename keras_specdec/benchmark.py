@@ -11,6 +11,16 @@ Each row reports: measured alpha, measured c (draft step / target step),
 Theorem 3.8's predicted improvement, the measured improvement and their ratio
 (implementation efficiency). Writes `results.json`, `results.md` and PNG plots
 of speedup and alpha against gamma, measured points over the theorem's curve.
+
+Also (issue rows of the paper's Table 3 and of adaptive gamma):
+- `--schedules auto heuristic`: `num_speculative_tokens="auto"` with the
+  measured c and verify costs v (Theorem 3.8 schedule) and HF's heuristic
+  schedule, both with `max_speculative_tokens = max(--gammas)`, next to the
+  fixed gammas; their "predicted" columns are at the gamma that Theorem 3.8
+  with the measured v prefers for the measured alpha.
+- `--model-free-drafts unigram bigram prompt_lookup` at `--model-free-gammas`:
+  unigram and bigram drafts fitted on `--fit-files` Python standard library
+  files (tokenized with the pair's tokenizer; c taken as 0), and prompt lookup.
 """
 
 import argparse
@@ -53,13 +63,53 @@ def time_generate(model, prompts, max_length, repetitions):
     return first, float(np.median(times))
 
 
+def stdlib_token_ids(tokenizer, num_files):
+    """Token ids of the first `num_files` Python standard library modules
+    (sorted paths, so every machine with the same Python fits the same
+    drafts), each followed by nothing: a corpus present on every machine."""
+    import sysconfig
+
+    import numpy as np
+
+    root = sysconfig.get_paths()["stdlib"]
+    paths = sorted(
+        os.path.join(root, name)
+        for name in os.listdir(root)
+        if name.endswith(".py") and not name.startswith("test")
+    )[:num_files]
+    ids = []
+    for path in paths:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            ids.append(np.asarray(tokenizer(f.read()), "int32"))
+    return np.concatenate(ids)
+
+
+def fit_model_free_drafts(target, args):
+    import keras_specdec
+
+    if not args.model_free_drafts:
+        return {}
+    vocabulary_size = target.backbone.vocabulary_size
+    fitted = {
+        "prompt_lookup": keras_specdec.PromptLookupDraft(vocabulary_size, max_ngram=3)
+    }
+    if {"unigram", "bigram"} & set(args.model_free_drafts):
+        tokens = stdlib_token_ids(target.preprocessor.tokenizer, args.fit_files)
+        fitted["unigram"] = keras_specdec.UnigramDraft.fit(tokens, vocabulary_size)
+        fitted["bigram"] = keras_specdec.BigramDraft.fit(
+            tokens, vocabulary_size, top_k=16
+        )
+        print(f"fitted unigram/bigram drafts on {tokens.size:,} stdlib tokens")
+    return fitted
+
+
 def run(args):
     import keras_specdec
     from keras_specdec import analysis
 
     target, draft = keras_specdec.pairs.load(args.pair)
     prompts = CODE_PROMPTS[: args.num_prompts]
-    chunks = sorted({1, *(g + 1 for g in args.gammas)})
+    chunks = sorted({1, *(g + 1 for g in args.gammas + args.model_free_gammas)})
     target_seconds = analysis.measure_step_seconds(
         target, chunks, max_length=args.max_length, repetitions=50
     )
@@ -67,19 +117,43 @@ def run(args):
         draft, (1,), max_length=args.max_length, repetitions=50
     )
     cost = draft_seconds[1] / target_seconds[1]
+    fitted = fit_model_free_drafts(target, args)
     rows = []
     for temperature in args.temperatures:
         target.compile(sampler=base_sampler_for(temperature))
         base_compile, base_time = time_generate(
             target, prompts, args.max_length, args.repetitions
         )
-        for gamma in args.gammas:
-            sampler = keras_specdec.SpeculativeSampler(
-                draft,
-                gamma,
-                base_sampler=base_sampler_for(temperature),
-                seed=args.seed,
-            )
+        configs = [(f"{args.pair}/draft", draft, g, cost) for g in args.gammas]
+        configs += [(f"{args.pair}/draft", draft, s, cost) for s in args.schedules]
+        configs += [
+            (name, fitted[name], g, 0.0)
+            for name in args.model_free_drafts
+            for g in args.model_free_gammas
+        ]
+        for draft_name, draft_model, gamma, c in configs:
+            if gamma in ("auto", "heuristic"):
+                sampler = keras_specdec.SpeculativeSampler(
+                    draft_model,
+                    "auto",
+                    base_sampler=base_sampler_for(temperature),
+                    seed=args.seed,
+                    max_speculative_tokens=max(args.gammas),
+                    gamma_schedule="theorem" if gamma == "auto" else "heuristic",
+                    cost_coefficient=c,
+                    # Measured above, like c: v of each gamma's verify pass.
+                    verify_costs={
+                        g: target_seconds[g + 1] / target_seconds[1]
+                        for g in args.gammas
+                    },
+                )
+            else:
+                sampler = keras_specdec.SpeculativeSampler(
+                    draft_model,
+                    gamma,
+                    base_sampler=base_sampler_for(temperature),
+                    seed=args.seed,
+                )
             target.compile(sampler=sampler)
             spec_compile, _ = time_generate(target, prompts[:1], args.max_length, 0)
             sampler.reset_stats()
@@ -88,19 +162,30 @@ def run(args):
             )
             stats = sampler.stats()
             alpha = stats["acceptance_rate"]
-            predicted = analysis.expected_speedup(alpha, gamma, cost)
-            verify_cost = target_seconds[gamma + 1] / target_seconds[1]
+            if isinstance(gamma, str):
+                # Theorem 3.8 (with measured v) at its best measured gamma.
+                best_gamma = max(
+                    args.gammas,
+                    key=lambda g: analysis.expected_speedup_with_verify_cost(
+                        alpha, g, c, target_seconds[g + 1] / target_seconds[1]
+                    ),
+                )
+            else:
+                best_gamma = gamma
+            predicted = analysis.expected_speedup(alpha, best_gamma, c)
+            verify_chunk = max(args.gammas) + 1 if isinstance(gamma, str) else gamma + 1
+            verify_cost = target_seconds[verify_chunk] / target_seconds[1]
             predicted_v = analysis.expected_speedup_with_verify_cost(
-                alpha, gamma, cost, verify_cost
+                alpha, best_gamma, c, verify_cost
             )
             measured = base_time / spec_time
             row = {
                 "task": f"{args.pair} (batch 1, max_length {args.max_length})",
-                "draft": f"{args.pair}/draft",
+                "draft": draft_name,
                 "temperature": temperature,
                 "gamma": gamma,
                 "alpha": alpha,
-                "c": cost,
+                "c": c,
                 "tokens_per_target_call": stats["tokens_per_target_call"],
                 "predicted_speedup": predicted,
                 "measured_speedup": measured,
@@ -115,10 +200,10 @@ def run(args):
             }
             rows.append(row)
             print(
-                f"T={temperature} gamma={gamma} alpha={alpha:.3f} c={cost:.3f} "
-                f"predicted={predicted:.2f}x measured={measured:.2f}x "
-                f"efficiency={measured / predicted:.2f} v={verify_cost:.2f} "
-                f"predicted_v={predicted_v:.2f}x",
+                f"T={temperature} draft={draft_name} gamma={gamma} "
+                f"alpha={alpha:.3f} c={c:.3f} predicted={predicted:.2f}x "
+                f"measured={measured:.2f}x efficiency={measured / predicted:.2f} "
+                f"v={verify_cost:.2f} predicted_v={predicted_v:.2f}x",
                 flush=True,
             )
     return rows
@@ -147,21 +232,50 @@ def to_markdown(rows, command):
         "measured; Theorem 3.8 assumes v = 1 (free parallel scoring, as on "
         "TPUs); 'predicted with v' divides by gamma c + v instead of gamma c + 1.",
         "",
-        "Table 3 analogue (alpha by draft kind):",
+        "Table 3 analogue (alpha by draft kind, mean over its gammas):",
         "",
         "| draft | T=0 | T=1 |",
         "|---|---|---|",
     ]
-    by_t = {}
-    for r in rows:
-        by_t.setdefault(r["temperature"], []).append(r["alpha"])
-    mean = {t: sum(v) / len(v) for t, v in by_t.items()}
-    lines.append(
-        f"| model ({rows[0]['draft']}) | "
-        f"{mean.get(0, float('nan')):.3f} | {mean.get(1, float('nan')):.3f} |"
-    )
-    lines.append("| unigram | not yet implemented | not yet implemented |")
-    lines.append("| bigram | not yet implemented | not yet implemented |")
+    for draft in dict.fromkeys(r["draft"] for r in rows):
+        cells = []
+        for t in (0, 1):
+            alphas = [
+                r["alpha"]
+                for r in rows
+                if r["draft"] == draft
+                and r["temperature"] == t
+                and not isinstance(r["gamma"], str)
+            ]
+            cells.append(f"{sum(alphas) / len(alphas):.3f}" if alphas else "-")
+        lines.append(f"| {draft} | {cells[0]} | {cells[1]} |")
+    schedule_rows = [r for r in rows if isinstance(r["gamma"], str)]
+    if schedule_rows:
+        lines += [
+            "",
+            "Adaptive gamma vs the best fixed gamma (same draft, same run):",
+            "",
+            "| T | best fixed gamma | its speedup | schedule | speedup "
+            "| ratio to best fixed |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in schedule_rows:
+            fixed = [
+                f
+                for f in rows
+                if f["draft"] == r["draft"]
+                and f["temperature"] == r["temperature"]
+                and not isinstance(f["gamma"], str)
+            ]
+            if not fixed:
+                continue
+            best = max(fixed, key=lambda f: f["measured_speedup"])
+            lines.append(
+                f"| {r['temperature']} | {best['gamma']} | "
+                f"{best['measured_speedup']:.2f}x | {r['gamma']} | "
+                f"{r['measured_speedup']:.2f}x | "
+                f"{r['measured_speedup'] / best['measured_speedup']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -179,8 +293,15 @@ def plot(rows, out_dir):
         ("alpha", "acceptance rate alpha", "alpha_vs_gamma.png"),
     ):
         fig, ax = plt.subplots(figsize=(6, 4))
+        model_draft = rows[0]["draft"]
         for temperature in sorted({r["temperature"] for r in rows}):
-            sel = [r for r in rows if r["temperature"] == temperature]
+            sel = [
+                r
+                for r in rows
+                if r["temperature"] == temperature
+                and r["draft"] == model_draft
+                and not isinstance(r["gamma"], str)
+            ]
             gammas = [r["gamma"] for r in sel]
             ax.plot(
                 gammas, [r[key] for r in sel], "o", label=f"measured, T={temperature}"
@@ -211,6 +332,17 @@ def main(argv=None):
     parser.add_argument("--num-prompts", type=int, default=4)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--schedules", nargs="*", default=[], choices=["auto", "heuristic"]
+    )
+    parser.add_argument(
+        "--model-free-drafts",
+        nargs="*",
+        default=[],
+        choices=["unigram", "bigram", "prompt_lookup"],
+    )
+    parser.add_argument("--model-free-gammas", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--fit-files", type=int, default=150)
     parser.add_argument("--out", default="benchmarks/code")
     args = parser.parse_args(argv)
     args.temperatures = [int(t) if t == int(t) else t for t in args.temperatures]

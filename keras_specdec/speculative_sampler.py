@@ -61,8 +61,10 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             your own).
         num_speculative_tokens: int >= 1, gamma, the draft tokens per round;
             or `"auto"`: each round chooses gamma <= `max_speculative_tokens`
-            inside the compiled loop (the verify pass keeps its static size
-            `max_speculative_tokens + 1`; only the draft steps shrink).
+            inside the compiled loop. Shapes stay static: the program holds
+            one verify pass per gamma in `VERIFY_GAMMAS` (<= the maximum, plus
+            the maximum) and a round runs the smallest one that covers its
+            gamma (`lax.switch`); skipped draft steps are not run.
         base_sampler: the decoding distribution to preserve: `"greedy"`,
             `"random"`, `"top_k"`, `"top_p"`, a config dict, or an instance
             such as `keras_hub.samplers.TopPSampler(p=0.9, temperature=0.7)`.
@@ -79,6 +81,13 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             `"theorem"` schedule, e.g. from
             `keras_specdec.analysis.measure_cost_coefficient(target, draft)`
             (0 is assumed for model-free drafts).
+        verify_costs: optional dict `{gamma: v}`, v = time(verify pass of
+            gamma + 1 tokens) / time(one target step), e.g. from
+            `keras_specdec.analysis.measure_verify_costs(target, gammas)`.
+            Theorem 3.8 assumes v = 1 (free parallel scoring, true on TPUs and
+            for large models on GPUs); where scoring more tokens costs more
+            (CPUs, small models) the `"theorem"` schedule then maximises
+            `(1 - alpha^(gamma+1)) / ((1 - alpha)(gamma c + v))` instead.
 
     Counters (since the last `reset_stats()`) come from `stats()`:
     `target_calls`, `draft_tokens` (judged proposals), `accepted_tokens`,
@@ -118,6 +127,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         max_speculative_tokens=8,
         gamma_schedule="theorem",
         cost_coefficient=None,
+        verify_costs=None,
         **kwargs,
     ):
         if "temperature" in kwargs:
@@ -159,6 +169,19 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         self.max_speculative_tokens = max_speculative_tokens
         self.gamma_schedule = gamma_schedule
         self.cost_coefficient = cost_coefficient
+        if verify_costs is not None:
+            try:
+                verify_costs = {int(g): float(v) for g, v in dict(verify_costs).items()}
+            except (TypeError, ValueError):
+                verify_costs = None
+            if not verify_costs or min(verify_costs.values()) <= 0:
+                raise ValueError(
+                    "`verify_costs` must map gamma (int) to v > 0, the time of a "
+                    "gamma + 1 token verify pass over one target step, e.g. "
+                    "`keras_specdec.analysis.measure_verify_costs(target, "
+                    "range(1, 9))`."
+                )
+        self.verify_costs = verify_costs
         self.base_sampler = _get_base_sampler(base_sampler)
         if seed is None:
             seed = getattr(self.base_sampler, "seed", None)
@@ -309,6 +332,36 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         def window(x, start, size):
             return ops.slice(x, [0, start], [batch_size, size])
 
+        verify_gammas = self._verify_gammas(gamma) if adaptive else [gamma]
+
+        def make_verify(k):
+            """Score positions index .. index + k with one pass of k + 1
+            tokens; logits padded to (batch, gamma + 1, vocab)."""
+
+            def verify(tokens, target_cache, index):
+                # Positions index .. index + k are predicted by the tokens at
+                # index - 1 .. index + k - 1. Near max_length the chunk starts
+                # earlier (re-feeding decided tokens) instead of being clamped
+                # by XLA onto earlier cache slots; logits are realigned below.
+                verify_start = ops.minimum(index - 1, max_length - k - 1)
+                logits, target_cache = model_utils.decode(
+                    model,
+                    target_cache,
+                    window(tokens, verify_start, k + 1),
+                    verify_start,
+                    window(prompt_mask_buffer, verify_start, k + 1),
+                )  # (batch, k + 1, vocab)
+                shift = index - 1 - verify_start
+                rows = ops.minimum(ops.arange(k + 1, dtype="int32") + shift, k)
+                logits = ops.take(logits, rows, axis=1)
+                if k < gamma:
+                    # Rows past k + 1 are never read: at most k = num_proposed
+                    # tokens are accepted, so the bonus/recovered row is <= k.
+                    logits = ops.pad(logits, [[0, 0], [0, gamma - k], [0, 0]])
+                return logits, target_cache
+
+            return verify
+
         def adjusted(logits):
             return rejection.adjusted_probabilities(logits, self.base_sampler)
 
@@ -325,11 +378,17 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 totals[STAT_NAMES.index("draft_tokens")] + 2.0
             )
             alpha = ops.minimum(alpha, 1.0 - 1e-6)
-            g = ops.arange(1, gamma + 1, dtype="float32")
-            speedup = (1.0 - alpha ** (g + 1.0)) / (
-                (1.0 - alpha) * (g * float(self.cost_coefficient) + 1.0)
+            # Only gammas with a verify pass of their own (chunk gamma + 1).
+            g = ops.convert_to_tensor(verify_gammas, "float32")
+            v = ops.convert_to_tensor(
+                [self._verify_cost(k) for k in verify_gammas], "float32"
             )
-            return ops.cast(ops.argmax(speedup), "int32") + 1
+            speedup = (1.0 - alpha ** (g + 1.0)) / (
+                (1.0 - alpha) * (g * float(self.cost_coefficient) + v)
+            )
+            return ops.take(
+                ops.convert_to_tensor(verify_gammas, "int32"), ops.argmax(speedup)
+            )
 
         def cond(tokens, forced, target_cache, draft_cache, index, stats, round_gamma):
             not_done = index < max_length
@@ -397,21 +456,25 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             draft_token_ids = ops.concatenate(draft_token_ids, axis=1)
 
             # ---- Target: score gamma + 1 positions in one forward pass. ----
-            # Positions index .. index + gamma are predicted by the tokens at
-            # index - 1 .. index + gamma - 1. Near max_length the chunk starts
-            # earlier (re-feeding decided tokens) instead of being clamped by
-            # XLA onto earlier cache slots; its logits are realigned below.
-            verify_start = ops.minimum(index - 1, max_length - gamma - 1)
-            target_logits, target_cache = model_utils.decode(
-                model,
-                target_cache,
-                window(tokens, verify_start, gamma + 1),
-                verify_start,
-                window(prompt_mask_buffer, verify_start, gamma + 1),
-            )  # (batch, gamma + 1, vocab)
-            shift = index - 1 - verify_start
-            rows = ops.minimum(ops.arange(gamma + 1, dtype="int32") + shift, gamma)
-            target_logits = ops.take(target_logits, rows, axis=1)
+            if len(verify_gammas) == 1:
+                target_logits, target_cache = make_verify(gamma)(
+                    tokens, target_cache, index
+                )  # (batch, gamma + 1, vocab)
+            else:
+                # The smallest verify pass covering this round's gamma.
+                bucket = ops.sum(
+                    ops.cast(
+                        ops.convert_to_tensor(verify_gammas, "int32") < num_proposed,
+                        "int32",
+                    )
+                )
+                target_logits, target_cache = ops.switch(
+                    bucket,
+                    [make_verify(k) for k in verify_gammas],
+                    tokens,
+                    target_cache,
+                    index,
+                )  # (batch, gamma + 1, vocab)
 
             window_forced = window(forced, index, gamma + 1)
             window_tokens = window(tokens, index, gamma + 1)
@@ -510,6 +573,20 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             decided = ops.logical_and(decided, positions[:, :max_length] < end)
         return ops.where(decided, tokens[:, :max_length], prompt)
 
+    # The gammas "auto" can verify with a pass of their own size: few enough
+    # to keep compile time small, dense where gamma is usually chosen.
+    VERIFY_GAMMAS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+
+    def _verify_gammas(self, gamma):
+        return sorted({k for k in self.VERIFY_GAMMAS if k < gamma} | {gamma})
+
+    def _verify_cost(self, gamma):
+        """v(gamma) from `verify_costs` (nearest measured gamma), else 1."""
+        if not self.verify_costs:
+            return 1.0
+        nearest = min(self.verify_costs, key=lambda g: (abs(g - gamma), g))
+        return self.verify_costs[nearest]
+
     def get_config(self):
         draft = self._draft_preset or keras.saving.serialize_keras_object(self.draft)
         return {
@@ -518,6 +595,11 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             "max_speculative_tokens": self.max_speculative_tokens,
             "gamma_schedule": self.gamma_schedule,
             "cost_coefficient": self.cost_coefficient,
+            "verify_costs": (
+                None
+                if self.verify_costs is None
+                else {str(g): v for g, v in self.verify_costs.items()}
+            ),
             "base_sampler": keras_hub.samplers.serialize(self.base_sampler),
             "seed": self.seed,
         }

@@ -29,8 +29,8 @@ nvidia-smi -L 2>/dev/null
 python3 -c "import jax, keras, keras_hub; print(jax.devices(), keras.__version__, keras_hub.__version__)"
 echo "setup took $(( $(date +%s) - start )) s"
 
-MAX_MINUTES=$(python3 -c "print($BUDGET + 0.7)")
-hard_limit=$(python3 -c "print(int(60 * $BUDGET + 150))")
+MAX_MINUTES=${MAX_MINUTES:-$(python3 -c "print($BUDGET + 0.7)")}
+hard_limit=${HARD_LIMIT:-$(python3 -c "print(int(60 * $BUDGET + 150))")}
 run() {  # name, command...
   local name=$1; shift
   mkdir -p "ck/$name"
@@ -43,7 +43,7 @@ if [ -f data/code_large/train.npy ]; then
     --out ck/code_target ${CODE_TARGET_FLAGS:---layers 6 --hidden 256 --heads 4 --dropout 0.1 --batch-size 64 --checkpoint-steps 500} \
     --time-budget-minutes "$BUDGET" --max-minutes "$MAX_MINUTES" &
   pids+=($!)
-  run code_draft python3 scripts/train_causal.py --data data/code_large \
+  [ -z "${SKIP_CODE_DRAFT:-}" ] && run code_draft python3 scripts/train_causal.py --data data/code_large \
     --out ck/code_draft ${CODE_DRAFT_FLAGS:---layers 2 --hidden 128 --heads 2 --batch-size 64 --checkpoint-steps 500} \
     --time-budget-minutes "$BUDGET" --max-minutes "$MAX_MINUTES" &
   pids+=($!)
@@ -64,11 +64,12 @@ for d in ck/*/; do tail -n 3 "$d/train.log"; done
 
 # Weights-only files come back first (checkpoint.keras also holds optimizer
 # state); best.weights.h5 is the lowest validation loss of each run.
-tar cf - ck/*/best.weights.h5 ck/*/progress.json ck/*/train.log 2>/dev/null \
+for d in ck/*/; do tail -n 40 "$d/train.log" > "$d/train_tail.log"; done
+tar cf - ck/*/best.weights.h5 ck/*/progress.json ck/*/train_tail.log 2>/dev/null \
   | split -b 15M - "$OUT/ck.tar.part"
 ls -la "$OUT"
 
-if [ -f ck/code_target/final.weights.h5 ] && [ -f ck/code_draft/final.weights.h5 ]; then
+if [ -z "${NO_BENCH:-}" ] && [ -f ck/code_target/best.weights.h5 ] && [ -f ck/code_draft/best.weights.h5 ]; then
   timeout "${BENCH_SECONDS:-100}" python3 scripts/token_benchmark.py \
     --prompts carry/prompts.json \
     --target-weights ck/code_target/best.weights.h5 \

@@ -104,7 +104,9 @@ def log(*args):
 
 def fetch_debs(cache):
     os.makedirs(cache, exist_ok=True)
-    missing = [p for p in ALL_PACKAGES if not glob.glob(os.path.join(cache, p + "_*.deb"))]
+    missing = [
+        p for p in ALL_PACKAGES if not glob.glob(os.path.join(cache, p + "_*.deb"))
+    ]
     if missing:
         log("apt-get download", " ".join(missing))
         subprocess.run(["apt-get", "download", *missing], cwd=cache, check=True)
@@ -311,7 +313,9 @@ def ordered_help_pairs(en_dir, de_dir, en_suffix="", de_suffix=""):
     for fn in sorted(os.listdir(en_dir)):
         if not fn.endswith(en_suffix + ".html"):
             continue
-        de_path = os.path.join(de_dir, fn[: len(fn) - len(en_suffix + ".html")] + de_suffix + ".html")
+        de_path = os.path.join(
+            de_dir, fn[: len(fn) - len(en_suffix + ".html")] + de_suffix + ".html"
+        )
         if not os.path.exists(de_path):
             continue
         pe = P_RE.findall(read_text(os.path.join(en_dir, fn)))
@@ -342,14 +346,18 @@ def ding_pairs(path):
             d = WS_RE.sub(" ", BRACKETS_RE.sub(" ", d.split("; ")[0])).strip()
             e = WS_RE.sub(" ", BRACKETS_RE.sub(" ", e.split("; ")[0])).strip()
             if len(e.split()) >= 4:
-                pairs.append((unicodedata.normalize("NFC", e), unicodedata.normalize("NFC", d)))
+                pairs.append(
+                    (unicodedata.normalize("NFC", e), unicodedata.normalize("NFC", d))
+                )
     return pairs
 
 
 def installed_mo_owners(mo_files):
     """Map the installed .mo files to 'package version' strings via dpkg."""
     res = subprocess.run(["dpkg", "-S", *mo_files], capture_output=True, text=True)
-    pkgs = sorted({line.split(":")[0] for line in res.stdout.splitlines() if ":" in line})
+    pkgs = sorted(
+        {line.split(":")[0] for line in res.stdout.splitlines() if ":" in line}
+    )
     if not pkgs:
         return []
     res = subprocess.run(
@@ -396,7 +404,8 @@ def main():
     deb_mo = []
     for p in GETTEXT_PACKAGES:
         deb_mo += sorted(
-            f for f in glob.glob(os.path.join(roots[p], "**/*.mo"), recursive=True)
+            f
+            for f in glob.glob(os.path.join(roots[p], "**/*.mo"), recursive=True)
             if "/de/LC_MESSAGES/" in f
         )
     sys_mo = sorted(glob.glob("/usr/share/locale/de/LC_MESSAGES/*.mo"))
@@ -404,11 +413,14 @@ def main():
     meta["gettext"] = {
         "packages": [f"{p} {versions[p]}" for p in GETTEXT_PACKAGES]
         + ["installed: " + s for s in installed_mo_owners(sys_mo)],
-        "licence": "per package: " + ", ".join(f"{p} {l}" for p, l in GETTEXT_PACKAGES.items())
+        "licence": "per package: "
+        + ", ".join(f"{p} {l}" for p, l in GETTEXT_PACKAGES.items())
         + "; installed catalogues: see /usr/share/doc/<package>/copyright",
         "catalogues": len(deb_mo) + len(sys_mo),
     }
-    log(f"gettext: {len(deb_mo)} deb + {len(sys_mo)} installed .mo, {len(raw['gettext'])} raw")
+    log(
+        f"gettext: {len(deb_mo)} deb + {len(sys_mo)} installed .mo, {len(raw['gettext'])} raw"
+    )
 
     for name, ((pen, pde), lic) in HELP_SOURCES.items():
         log(f"{name}:")
@@ -426,7 +438,10 @@ def main():
                 ".en",
                 ".de",
             )
-        meta[name] = {"packages": [f"{p} {versions[p]}" for p in (pen, pde)], "licence": lic}
+        meta[name] = {
+            "packages": [f"{p} {versions[p]}" for p in (pen, pde)],
+            "licence": lic,
+        }
         log(f"    {len(raw[name])} raw")
 
     ding_path = os.path.join(roots[DING_PACKAGE[0]], "usr/share/trans/de-en")
@@ -474,13 +489,21 @@ def main():
             s: sum(1 for r in rows if r[2] == name) for s, rows in splits.items()
         }
         log(f"  {name:9s} {len(kept[name]):7d}  (raw {len(raw[name])})")
-    log(f"  total     {len(data):7d}  train {len(splits['train'])} valid "
-        f"{len(splits['valid'])} test {len(splits['test'])}  (ding cap {ding_cap})")
+    log(
+        f"  total     {len(data):7d}  train {len(splits['train'])} valid "
+        f"{len(splits['valid'])} test {len(splits['test'])}  (ding cap {ding_cap})"
+    )
     with open(os.path.join(out, "sources.json"), "w") as f:
         json.dump(
-            {"sources": meta, "seed": SEED, "total_pairs": len(data),
-             "splits": {s: len(r) for s, r in splits.items()}},
-            f, indent=2, ensure_ascii=False,
+            {
+                "sources": meta,
+                "seed": SEED,
+                "total_pairs": len(data),
+                "splits": {s: len(r) for s, r in splits.items()},
+            },
+            f,
+            indent=2,
+            ensure_ascii=False,
         )
 
     # SentencePiece on train en+de
@@ -519,8 +542,10 @@ def main():
     log(f"\nspm vocab size {sp.get_piece_size()}")
     for lang in ("en", "de"):
         lengths = stats[f"train_{lang}"] - 1
-        log(f"  train {lang}: mean tokens {lengths.mean():.1f} (without eos), "
-            f"truncated at {SEQ_LEN}: {100 * (lengths + 1 > SEQ_LEN).mean():.2f}%")
+        log(
+            f"  train {lang}: mean tokens {lengths.mean():.1f} (without eos), "
+            f"truncated at {SEQ_LEN}: {100 * (lengths + 1 > SEQ_LEN).mean():.2f}%"
+        )
 
     if not args.skip_keras_check:
         import keras_hub
@@ -529,7 +554,13 @@ def main():
         text = "Öffnen Sie die Datei und prüfen Sie die Größe der Tabellenblätter."
         ids = tok(text)
         back = tok.detokenize(ids)
-        back = back if isinstance(back, str) else back.numpy().decode() if hasattr(back, "numpy") else str(back)
+        back = (
+            back
+            if isinstance(back, str)
+            else back.numpy().decode()
+            if hasattr(back, "numpy")
+            else str(back)
+        )
         assert back == text, (back, text)
         assert tok.pad_token_id == 0 and tok.end_token_id == 1
         log(f"keras_hub T5Tokenizer round-trip ok: {back!r}")

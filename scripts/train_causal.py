@@ -108,14 +108,18 @@ def calibrate_total_steps(model, train, args):
     warm = 20 * args.batch_size
     keras.Model.fit(
         model,
-        {k: v[:warm] for k, v in x.items()}, y[:warm],
-        batch_size=args.batch_size, verbose=0,
+        {k: v[:warm] for k, v in x.items()},
+        y[:warm],
+        batch_size=args.batch_size,
+        verbose=0,
     )
     t0 = time.time()
     keras.Model.fit(
         model,
-        {k: v[warm:] for k, v in x.items()}, y[warm:],
-        batch_size=args.batch_size, verbose=0,
+        {k: v[warm:] for k, v in x.items()},
+        y[warm:],
+        batch_size=args.batch_size,
+        verbose=0,
     )
     seconds_per_step = (time.time() - t0) / timed_steps
     # 20% for evaluation, checkpoints and the final compile of the real run.
@@ -183,9 +187,7 @@ def main():
         model = keras.models.load_model(ckpt)
         with open(progress_path) as f:
             progress = json.load(f)
-        total_steps = int(
-            math.ceil(progress["args"]["total_tokens"] / tokens_per_step)
-        )
+        total_steps = int(math.ceil(progress["args"]["total_tokens"] / tokens_per_step))
         # KerasHub tasks override compile(), so load_model() does not restore
         # the optimizer: recompile, then load its saved variables.
         compile_model(model, args, total_steps)
@@ -232,8 +234,7 @@ def main():
         x, y = windows(train, starts, args.seq_len)
         t0 = time.time()
         hist = keras.Model.fit(
-            model,
-            x, y, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=2
+            model, x, y, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=2
         )
         elapsed = time.time() - t0
         progress["step"] += chunk
@@ -253,7 +254,10 @@ def main():
         print(json.dumps(record), flush=True)
         if record["valid_loss"] <= min(r["valid_loss"] for r in progress["history"]):
             # The lowest validation loss so far: what gets exported.
-            model.save_weights(os.path.join(args.out, "best.weights.h5"))
+            # Backbone only: a task model's save_weights also stores the
+            # optimizer state (3x the size). The LM head is tied, so the
+            # backbone holds every weight.
+            model.backbone.save_weights(os.path.join(args.out, "best.weights.h5"))
             progress["best"] = record
         model.save(ckpt + ".tmp.keras")
         os.replace(ckpt + ".tmp.keras", ckpt)

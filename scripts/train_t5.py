@@ -154,8 +154,11 @@ def calibrate_total_steps(model, train_src, train_tgt, args):
     def fit(part):
         keras.Model.fit(
             model,
-            {k: v[part] for k, v in x.items()}, y[part], sample_weight=w[part],
-            batch_size=args.batch_size, verbose=0,
+            {k: v[part] for k, v in x.items()},
+            y[part],
+            sample_weight=w[part],
+            batch_size=args.batch_size,
+            verbose=0,
         )
 
     fit(slice(0, warm))
@@ -196,6 +199,14 @@ def main():
         help="target (decoder label) tokens incl. eos; converted to steps "
         "with the training set's mean target length",
     )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=64,
+        help="train only on pairs whose source and target (with eos) fit in "
+        "this many tokens, cut to that width (cheaper steps on CPU; the "
+        "relative position buckets let the model decode longer outputs)",
+    )
     p.add_argument("--checkpoint-steps", type=int, default=200)
     p.add_argument("--valid-num", type=int, default=1000)
     p.add_argument(
@@ -226,6 +237,16 @@ def main():
     sp = spm.SentencePieceProcessor(model_file=os.path.join(args.data, "spm.model"))
     vocab_size = sp.get_piece_size()
     assert (sp.pad_id(), sp.eos_id()) == (0, 1), "T5 needs pad 0 and eos 1"
+    if args.max_length < train_tgt.shape[1]:
+
+        def fit_width(src, tgt):
+            keep = ((src != PAD).sum(1) <= args.max_length) & (
+                (tgt != PAD).sum(1) <= args.max_length
+            )
+            return src[keep, : args.max_length], tgt[keep, : args.max_length]
+
+        train_src, train_tgt = fit_width(train_src, train_tgt)
+        valid_src, valid_tgt = fit_width(valid_src, valid_tgt)
     num_train = len(train_tgt)
     target_lengths = (train_tgt != PAD).sum(axis=1)
     if args.total_steps is None:
@@ -308,7 +329,10 @@ def main():
         print(json.dumps(record), flush=True)
         if record["valid_loss"] <= min(r["valid_loss"] for r in progress["history"]):
             # The lowest validation loss so far: what gets exported.
-            model.save_weights(os.path.join(args.out, "best.weights.h5"))
+            # Backbone only: a task model's save_weights also stores the
+            # optimizer state (3x the size). The LM head is tied, so the
+            # backbone holds every weight.
+            model.backbone.save_weights(os.path.join(args.out, "best.weights.h5"))
             progress["best"] = record
         model.save(ckpt + ".tmp.keras")
         os.replace(ckpt + ".tmp.keras", ckpt)

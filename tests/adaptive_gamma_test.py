@@ -67,6 +67,45 @@ def test_theorem_schedule_follows_alpha():
     assert stats["proposed_tokens"] / stats["row_target_calls"] < 1.6
 
 
+def test_verify_costs_steer_the_theorem_schedule():
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    inputs = ragged(40)
+    expected = run(target, "greedy", inputs)
+    # Identical draft (alpha -> 1) and c = 0.01: with free verification the
+    # theorem wants the largest gamma (previous test). If a pass of gamma + 1
+    # tokens costs v = 1 + 2 gamma target steps, (gamma + 1) / (0.01 gamma + v)
+    # is largest at gamma = 1 (0.66 vs 0.54 at gamma 6): one proposal a round.
+    sampler = keras_specdec.SpeculativeSampler(
+        noisy_copy(target, 0.0),
+        "auto",
+        max_speculative_tokens=6,
+        cost_coefficient=0.01,
+        verify_costs={g: 1.0 + 2.0 * g for g in range(1, 7)},
+    )
+    np.testing.assert_array_equal(run(target, sampler, inputs), expected)
+    stats = sampler.stats()
+    assert stats["proposed_tokens"] / stats["row_target_calls"] < 1.2
+    config = sampler.get_config()
+    assert config["verify_costs"]["6"] == 13.0
+    restored = keras_specdec.SpeculativeSampler.from_config(config)
+    assert restored.verify_costs == sampler.verify_costs
+    # Gammas without a verify pass of their own are never chosen; the
+    # nearest measured v stands in for gammas that were not measured.
+    assert sampler._verify_gammas(8) == [1, 2, 3, 4, 6, 8]
+    assert sampler._verify_gammas(5) == [1, 2, 3, 4, 5]
+    partial = keras_specdec.SpeculativeSampler(
+        noisy_copy(target, 0.0),
+        "auto",
+        cost_coefficient=0.1,
+        verify_costs={1: 1.2, 8: 2.0},
+    )
+    assert partial._verify_cost(3) == 1.2 and partial._verify_cost(6) == 2.0
+    with pytest.raises(ValueError, match="verify_costs"):
+        keras_specdec.SpeculativeSampler(
+            noisy_copy(target, 0.0), "auto", cost_coefficient=0.1, verify_costs={1: 0}
+        )
+
+
 def test_auto_needs_cost_coefficient_for_model_drafts():
     draft = tiny_causal_lm("gpt2", "draft", 3)
     with pytest.raises(ValueError, match="cost_coefficient"):
