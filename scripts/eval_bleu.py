@@ -36,13 +36,13 @@ PAD, EOS = 0, 1
 def load_seq2seq(path):
     """A Seq2SeqLM without preprocessor from a checkpoint dir or preset."""
     if path.endswith(".keras"):
-        ckpt = path
-    else:
-        ckpt = os.path.join(path, "checkpoint.keras")
-    if os.path.exists(ckpt):
-        model = keras.models.load_model(ckpt)
+        model = keras.models.load_model(path)
         model.preprocessor = None
         return model
+    if os.path.exists(os.path.join(path, "progress.json")):
+        from train_t5 import load_trained  # scripts/ is on sys.path
+
+        return load_trained(path)
     return keras_hub.models.Seq2SeqLM.from_preset(path, preprocessor=None)
 
 

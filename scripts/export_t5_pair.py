@@ -23,10 +23,12 @@ import shutil
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
 import keras_hub  # noqa: E402
 
 CONFIG_KEYS = ("layers", "hidden", "heads", "intermediate", "key_value_dim", "dropout")
+
+
+from train_t5 import load_trained  # noqa: E402  (scripts/ is on sys.path)
 
 
 def main():
@@ -48,7 +50,7 @@ def main():
     summary = {}
     for role in ("target", "draft"):
         ckpt_dir = getattr(args, role)
-        model = keras.models.load_model(os.path.join(ckpt_dir, "checkpoint.keras"))
+        model = load_trained(ckpt_dir)
         preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(
             tokenizer=tokenizer,
             encoder_sequence_length=args.sequence_length,

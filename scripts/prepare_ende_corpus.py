@@ -58,7 +58,6 @@ import random
 import re
 import struct
 import subprocess
-import sys
 import time
 import unicodedata
 
@@ -414,12 +413,13 @@ def main():
         "packages": [f"{p} {versions[p]}" for p in GETTEXT_PACKAGES]
         + ["installed: " + s for s in installed_mo_owners(sys_mo)],
         "licence": "per package: "
-        + ", ".join(f"{p} {l}" for p, l in GETTEXT_PACKAGES.items())
+        + ", ".join(f"{p} {lic}" for p, lic in GETTEXT_PACKAGES.items())
         + "; installed catalogues: see /usr/share/doc/<package>/copyright",
         "catalogues": len(deb_mo) + len(sys_mo),
     }
     log(
-        f"gettext: {len(deb_mo)} deb + {len(sys_mo)} installed .mo, {len(raw['gettext'])} raw"
+        f"gettext: {len(deb_mo)} deb + {len(sys_mo)} installed .mo, "
+        f"{len(raw['gettext'])} raw"
     )
 
     for name, ((pen, pde), lic) in HELP_SOURCES.items():

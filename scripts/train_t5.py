@@ -62,6 +62,29 @@ def build_model(vocab_size, args):
     return keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=None)
 
 
+def load_trained(ckpt_dir):
+    """The trained T5Seq2SeqLM (no preprocessor) of an output directory of
+    this script: best.weights.h5 (backbone weights of the lowest validation
+    loss; what comes back from a GPU machine) rebuilt from progress.json with
+    dropout 0, else checkpoint.keras."""
+    weights = os.path.join(ckpt_dir, "best.weights.h5")
+    if not os.path.exists(weights):
+        model = keras.models.load_model(os.path.join(ckpt_dir, "checkpoint.keras"))
+        model.preprocessor = None
+        return model
+    with open(os.path.join(ckpt_dir, "progress.json")) as f:
+        config = dict(json.load(f)["args"])
+    config["dropout"] = 0.0
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(
+        model_file=os.path.join(config["data"], "spm.model")
+    )
+    model = build_model(sp.get_piece_size(), argparse.Namespace(**config))
+    model.backbone.load_weights(weights)
+    return model
+
+
 def compile_model(model, args, total_steps):
     warmup = min(500, total_steps // 10)
     schedule = keras.optimizers.schedules.CosineDecay(
