@@ -108,7 +108,17 @@ def run(args):
     from keras_specdec import analysis
 
     target, draft = keras_specdec.pairs.load(args.pair)
-    prompts = CODE_PROMPTS[: args.num_prompts]
+    if keras_specdec.pairs.is_seq2seq(keras_specdec.pairs.path(args.pair, "target")):
+        # Encoder-decoder pair: translate held-out source sentences (at least
+        # 8 words, so each call decodes a real sentence).
+        sources = [
+            source
+            for source, _ in keras_specdec.pairs.held_out_pairs(args.pair)
+            if len(source.split()) >= 8
+        ]
+        prompts = sources[: args.num_prompts]
+    else:
+        prompts = CODE_PROMPTS[: args.num_prompts]
     chunks = sorted({1, *(g + 1 for g in args.gammas + args.model_free_gammas)})
     target_seconds = analysis.measure_step_seconds(
         target, chunks, max_length=args.max_length, repetitions=50

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # One-shot training of the shipped pairs on a GPU machine (JAX + CUDA, no
 # TensorFlow), used because CPU training here takes hours. Run from the repo
-# root with the corpora packed in carry/ (see scripts/pack_carry.sh) and the
-# keras / keras-hub wheels in .whl/. Writes to $OUT: the run log, the GPU
-# benchmark of the new code pair, and ck.tar.part* (final weights, progress
-# and logs of each run; `cat ck.tar.part* | tar x` restores ck/).
+# root with the corpora packed in carry/ and, where keras / keras-hub are not
+# installed, their wheels in .whl/ (pip download keras keras-hub namex optree
+# kagglehub kagglesdk). Packing (here, where the corpora were built):
+#   mkdir -p carry
+#   tar cJf carry/code_large.tar.xz -C data code_large/{train.npy,valid.npy,vocabulary.json,merges.txt}
+#   tar cJf carry/ende.tar.xz -C data ende/{tokens.npz,spm.model,spm.vocab}
+#   python scripts/token_benchmark.py --write-prompts carry/prompts.json
+# Writes to $OUT: the run log, ck.tar.part* (best backbone weights, progress
+# and log tails of each run; `cat ck.tar.part* | tar x` restores ck/; fetch
+# them in the same call: the next call's tree no longer has ck/), and the GPU
+# benchmark of the new code pair.
 #
 #   BUDGET=5.5 OUT=/tmp/out bash scripts/device_train.sh
 #

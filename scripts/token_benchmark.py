@@ -48,8 +48,8 @@ def load_model(role, weights):
         keras_specdec.pairs.path("code", role)
     )
     model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
-    if weights:
-        model.load_weights(weights)
+    if weights:  # backbone weights (best.weights.h5 of the training scripts)
+        backbone.load_weights(weights)
     return model
 
 

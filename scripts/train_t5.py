@@ -62,6 +62,37 @@ def build_model(vocab_size, args):
     return keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=None)
 
 
+def grow_from(model, small):
+    """Function-preserving growth: `model` (more layers, same width) starts
+    as the trained `small` model. Shared layers are copied; each extra layer
+    is a copy of the small model's last layer with its residual branches'
+    output projections zeroed, so it is the identity until trained."""
+    big, little = model.backbone, small.backbone
+    for name in (
+        "token_embedding",
+        "encoder_output_layer_norm",
+        "decoder_output_layer_norm",
+    ):
+        big.get_layer(name).set_weights(little.get_layer(name).get_weights())
+    for stack in ("encoder", "decoder"):
+        n_small = little.num_layers
+        for i in range(big.num_layers):
+            layer = big.get_layer(f"transformer_{stack}_layer_{i}")
+            source = little.get_layer(
+                f"transformer_{stack}_layer_{min(i, n_small - 1)}"
+            )
+            src = list(source.weights)
+            dst = list(layer.weights)
+            if len(src) == len(dst) + 1:  # only layer 0 has the position bias
+                src = src[1:]
+            assert [tuple(w.shape) for w in src] == [tuple(w.shape) for w in dst]
+            for s_var, d_var in zip(src, dst):
+                value = s_var.numpy()
+                if i >= n_small and "output_projector" in d_var.path:
+                    value = np.zeros_like(value)
+                d_var.assign(value)
+
+
 def load_trained(ckpt_dir):
     """The trained T5Seq2SeqLM (no preprocessor) of an output directory of
     this script: best.weights.h5 (backbone weights of the lowest validation
@@ -245,6 +276,12 @@ def main():
         help="size a fresh run to this wall time: time a few steps here, "
         "then set the step count so the cosine schedule ends in the budget",
     )
+    p.add_argument(
+        "--grow-from",
+        default=None,
+        help="an output dir of this script with a smaller trained model of "
+        "the same width: start from it (extra layers start as identities)",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     if args.intermediate is None:
@@ -292,6 +329,20 @@ def main():
     else:
         keras.utils.set_random_seed(args.seed)
         model = build_model(vocab_size, args)
+        if args.grow_from:
+            grow_from(model, load_trained(args.grow_from))
+            compile_model(model, args, 1000)
+            val_x, val_y, val_w = pack(valid_src, valid_tgt)
+            start_loss = keras.Model.evaluate(
+                model,
+                val_x,
+                val_y,
+                sample_weight=val_w,
+                batch_size=64,
+                verbose=0,
+                return_dict=True,
+            )["token_loss"]
+            print(f"grown from {args.grow_from}: valid loss {start_loss:.4f}")
         if args.time_budget_minutes:
             total_steps = calibrate_total_steps(model, train_src, train_tgt, args)
             args.total_steps = total_steps
