@@ -87,7 +87,8 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             Theorem 3.8 assumes v = 1 (free parallel scoring, true on TPUs and
             for large models on GPUs); where scoring more tokens costs more
             (CPUs, small models) the `"theorem"` schedule then maximises
-            `(1 - alpha^(gamma+1)) / ((1 - alpha)(gamma c + v))` instead.
+            `(1 - alpha^(gamma+1)) / ((1 - alpha)(gamma c + v))` instead,
+            over the measured gammas only.
 
     Counters (since the last `reset_stats()`) come from `stats()`:
     `target_calls`, `draft_tokens` (judged proposals), `accepted_tokens`,
@@ -378,16 +379,18 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 totals[STAT_NAMES.index("draft_tokens")] + 2.0
             )
             alpha = ops.minimum(alpha, 1.0 - 1e-6)
-            # Only gammas with a verify pass of their own (chunk gamma + 1).
-            g = ops.convert_to_tensor(verify_gammas, "float32")
+            # Only gammas with a verify pass of their own (chunk gamma + 1),
+            # and, when verify costs are given, only measured ones.
+            candidates = self._theorem_candidates(verify_gammas)
+            g = ops.convert_to_tensor(candidates, "float32")
             v = ops.convert_to_tensor(
-                [self._verify_cost(k) for k in verify_gammas], "float32"
+                [self._verify_cost(k) for k in candidates], "float32"
             )
             speedup = (1.0 - alpha ** (g + 1.0)) / (
                 (1.0 - alpha) * (g * float(self.cost_coefficient) + v)
             )
             return ops.take(
-                ops.convert_to_tensor(verify_gammas, "int32"), ops.argmax(speedup)
+                ops.convert_to_tensor(candidates, "int32"), ops.argmax(speedup)
             )
 
         def cond(tokens, forced, target_cache, draft_cache, index, stats, round_gamma):
@@ -579,6 +582,15 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
 
     def _verify_gammas(self, gamma):
         return sorted({k for k in self.VERIFY_GAMMAS if k < gamma} | {gamma})
+
+    def _theorem_candidates(self, verify_gammas):
+        """Gammas the "theorem" schedule may pick: those with a verify pass,
+        restricted to measured ones when `verify_costs` is given (guessing v
+        for unmeasured gammas from a neighbour biased the choice)."""
+        if not self.verify_costs:
+            return list(verify_gammas)
+        measured = [k for k in verify_gammas if k in self.verify_costs]
+        return measured or list(verify_gammas)
 
     def _verify_cost(self, gamma):
         """v(gamma) from `verify_costs` (nearest measured gamma), else 1."""

@@ -100,6 +100,9 @@ def test_verify_costs_steer_the_theorem_schedule():
         verify_costs={1: 1.2, 8: 2.0},
     )
     assert partial._verify_cost(3) == 1.2 and partial._verify_cost(6) == 2.0
+    # With verify costs, the theorem only picks measured gammas.
+    assert partial._theorem_candidates([1, 2, 3, 4, 6, 8]) == [1, 8]
+    assert sampler._theorem_candidates([1, 2, 3, 4, 6]) == [1, 2, 3, 4, 6]
     with pytest.raises(ValueError, match="verify_costs"):
         keras_specdec.SpeculativeSampler(
             noisy_copy(target, 0.0), "auto", cost_coefficient=0.1, verify_costs={1: 0}
