@@ -142,6 +142,14 @@ def run(args):
             for g in args.model_free_gammas
         ]
         for draft_name, draft_model, gamma, c in configs:
+            if args.rebaseline:
+                # Time the baseline again right before each row: on a shared
+                # or throttling machine speed drifts over a long run, and a
+                # ratio should compare measurements taken together.
+                target.compile(sampler=base_sampler_for(temperature))
+                _, base_time = time_generate(
+                    target, prompts, args.max_length, args.repetitions
+                )
             if gamma in ("auto", "heuristic"):
                 sampler = keras_specdec.SpeculativeSampler(
                     draft_model,
@@ -353,6 +361,12 @@ def main(argv=None):
     )
     parser.add_argument("--model-free-gammas", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--fit-files", type=int, default=150)
+    parser.add_argument(
+        "--rebaseline",
+        action="store_true",
+        help="re-time the target alone right before every row (slower, but "
+        "robust to the machine's speed drifting during the run)",
+    )
     parser.add_argument("--out", default="benchmarks/code")
     args = parser.parse_args(argv)
     args.temperatures = [int(t) if t == int(t) else t for t in args.temperatures]
