@@ -24,6 +24,11 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
+from training_utils import (  # noqa: E402  (scripts/ is on sys.path)
+    calibrate_total_steps,
+    restore_optimizer,
+    save_optimizer,
+)
 
 
 def build_model(vocab_size, args):
@@ -57,30 +62,6 @@ def compile_model(model, args, total_steps):
     )
 
 
-def save_optimizer(model, path):
-    values = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
-    with open(path + ".tmp", "wb") as f:
-        np.savez(f, *values)
-    os.replace(path + ".tmp", path)
-
-
-def restore_optimizer(model, path, step):
-    """Load the optimizer variables (step count, moments) saved beside the
-    checkpoint into the freshly compiled optimizer."""
-    if not os.path.exists(path):
-        print("warning: no optimizer.npz; the optimizer moments start afresh")
-        model.optimizer.build(model.trainable_variables)
-        model.optimizer.iterations.assign(step)
-        return
-    model.optimizer.build(model.trainable_variables)
-    with np.load(path) as saved:
-        values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-    variables = model.optimizer.variables
-    assert len(values) == len(variables), (len(values), len(variables))
-    for variable, value in zip(variables, values):
-        variable.assign(value)
-
-
 def windows(tokens, starts, seq_len):
     idx = starts[:, None] + np.arange(seq_len + 1)[None, :]
     batch = tokens[idx].astype("int32")
@@ -91,46 +72,27 @@ def windows(tokens, starts, seq_len):
     return x, batch[:, 1:]
 
 
-def calibrate_total_steps(model, train, args):
-    """Steps that fit in --time-budget-minutes, from timing steps here.
-
-    Trains a throwaway copy of the schedule for a few steps (the first call
-    compiles), then puts the initial weights back.
-    """
-    initial_weights = model.get_weights()
-    compile_model(model, args, 1000)
+def calibrate(model, train, args):
     rng = np.random.default_rng(12345)
-    timed_steps = 60
-    starts = rng.integers(
-        0, train.size - args.seq_len - 1, size=(20 + timed_steps) * args.batch_size
-    )
+    starts = rng.integers(0, train.size - args.seq_len - 1, size=80 * args.batch_size)
     x, y = windows(train, starts, args.seq_len)
-    warm = 20 * args.batch_size
-    keras.Model.fit(
+
+    def fit_steps(first, count):
+        part = slice(first * args.batch_size, (first + count) * args.batch_size)
+        keras.Model.fit(
+            model,
+            {k: v[part] for k, v in x.items()},
+            y[part],
+            batch_size=args.batch_size,
+            verbose=0,
+        )
+
+    return calibrate_total_steps(
         model,
-        {k: v[:warm] for k, v in x.items()},
-        y[:warm],
-        batch_size=args.batch_size,
-        verbose=0,
+        lambda m, steps: compile_model(m, args, steps),
+        fit_steps,
+        args.time_budget_minutes,
     )
-    t0 = time.time()
-    keras.Model.fit(
-        model,
-        {k: v[warm:] for k, v in x.items()},
-        y[warm:],
-        batch_size=args.batch_size,
-        verbose=0,
-    )
-    seconds_per_step = (time.time() - t0) / timed_steps
-    # 20% for evaluation, checkpoints and the final compile of the real run.
-    total_steps = int(0.8 * 60 * args.time_budget_minutes / seconds_per_step)
-    print(
-        f"calibration: {seconds_per_step * 1000:.1f} ms/step -> "
-        f"{total_steps} steps in {args.time_budget_minutes} min",
-        flush=True,
-    )
-    model.set_weights(initial_weights)
-    return total_steps
 
 
 def main():
@@ -197,7 +159,7 @@ def main():
         keras.utils.set_random_seed(args.seed)
         model = build_model(vocab_size, args)
         if args.time_budget_minutes:
-            total_steps = calibrate_total_steps(model, train, args)
+            total_steps = calibrate(model, train, args)
             args.total_tokens = float(total_steps * tokens_per_step)
         compile_model(model, args, total_steps)
         progress = {"step": 0, "history": [], "args": vars(args)}

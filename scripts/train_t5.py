@@ -42,6 +42,11 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
+from training_utils import (  # noqa: E402  (scripts/ is on sys.path)
+    calibrate_total_steps,
+    restore_optimizer,
+    save_optimizer,
+)
 
 PAD = 0  # T5's pad id, also its decoder start token
 
@@ -142,27 +147,6 @@ def compile_model(model, args, total_steps):
     )
 
 
-def save_optimizer(model, path):
-    values = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
-    with open(path + ".tmp", "wb") as f:
-        np.savez(f, *values)
-    os.replace(path + ".tmp", path)
-
-
-def restore_optimizer(model, path):
-    """KerasHub tasks override `compile()`, so `load_model` does not restore
-    the optimizer (it keeps the task's default one): recompile and load the
-    optimizer's variables (step count, moments) saved beside the checkpoint."""
-    model.optimizer.build(model.trainable_variables)
-    with np.load(path) as saved:
-        values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-    variables = model.optimizer.variables
-    assert len(values) == len(variables), (len(values), len(variables))
-    for variable, value in zip(variables, values):
-        assert tuple(variable.shape) == value.shape, (variable.path, value.shape)
-        variable.assign(value)
-
-
 def pack(source, target):
     """Model inputs, labels and sample weights, as T5Seq2SeqLMPreprocessor
     packs them (decoder start token = pad id 0)."""
@@ -195,17 +179,12 @@ def batch_indices(num_examples, first, count, seed):
     return np.concatenate(out)
 
 
-def calibrate_total_steps(model, train_src, train_tgt, args):
-    """Steps that fit in --time-budget-minutes, from timing steps here (the
-    first fit compiles); the initial weights are put back afterwards."""
-    initial_weights = model.get_weights()
-    compile_model(model, args, 1000)
-    timed_steps = 60
-    idx = np.arange((20 + timed_steps) * args.batch_size) % len(train_tgt)
+def calibrate(model, train_src, train_tgt, args):
+    idx = np.arange(80 * args.batch_size) % len(train_tgt)
     x, y, w = pack(train_src[idx], train_tgt[idx])
-    warm = 20 * args.batch_size
 
-    def fit(part):
+    def fit_steps(first, count):
+        part = slice(first * args.batch_size, (first + count) * args.batch_size)
         keras.Model.fit(
             model,
             {k: v[part] for k, v in x.items()},
@@ -215,19 +194,12 @@ def calibrate_total_steps(model, train_src, train_tgt, args):
             verbose=0,
         )
 
-    fit(slice(0, warm))
-    t0 = time.time()
-    fit(slice(warm, None))
-    seconds_per_step = (time.time() - t0) / timed_steps
-    # 20% for evaluation, checkpoints and the real run's compile.
-    total_steps = int(0.8 * 60 * args.time_budget_minutes / seconds_per_step)
-    print(
-        f"calibration: {seconds_per_step * 1000:.1f} ms/step -> "
-        f"{total_steps} steps in {args.time_budget_minutes} min",
-        flush=True,
+    return calibrate_total_steps(
+        model,
+        lambda m, steps: compile_model(m, args, steps),
+        fit_steps,
+        args.time_budget_minutes,
     )
-    model.set_weights(initial_weights)
-    return total_steps
 
 
 def main():
@@ -321,10 +293,10 @@ def main():
     optimizer_path = os.path.join(args.out, "optimizer.npz")
     if os.path.exists(ckpt):
         model = keras.models.load_model(ckpt)
-        compile_model(model, args, total_steps)
-        restore_optimizer(model, optimizer_path)
         with open(progress_path) as f:
             progress = json.load(f)
+        compile_model(model, args, total_steps)
+        restore_optimizer(model, optimizer_path, progress["step"])
         print(f"resuming at step {progress['step']} / {total_steps}")
     else:
         keras.utils.set_random_seed(args.seed)
@@ -344,7 +316,7 @@ def main():
             )["token_loss"]
             print(f"grown from {args.grow_from}: valid loss {start_loss:.4f}")
         if args.time_budget_minutes:
-            total_steps = calibrate_total_steps(model, train_src, train_tgt, args)
+            total_steps = calibrate(model, train_src, train_tgt, args)
             args.total_steps = total_steps
         compile_model(model, args, total_steps)
         progress = {"step": 0, "tokens": 0, "history": [], "args": vars(args)}

@@ -1,0 +1,59 @@
+"""Pieces shared by train_causal.py and train_t5.py: optimizer state beside
+a checkpoint, and sizing a run to a wall-time budget."""
+
+import os
+import time
+
+import keras
+import numpy as np
+
+
+def save_optimizer(model, path):
+    values = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+    with open(path + ".tmp", "wb") as f:
+        np.savez(f, *values)
+    os.replace(path + ".tmp", path)
+
+
+def restore_optimizer(model, path, step):
+    """KerasHub tasks override `compile()`, so `load_model` does not restore
+    the optimizer (it keeps the task's default one): after recompiling, load
+    the optimizer's variables (step count, moments) saved beside the
+    checkpoint; without that file only the step count is restored."""
+    model.optimizer.build(model.trainable_variables)
+    if not os.path.exists(path):
+        print("warning: no optimizer.npz; the optimizer moments start afresh")
+        model.optimizer.iterations.assign(step)
+        return
+    with np.load(path) as saved:
+        values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    variables = model.optimizer.variables
+    assert len(values) == len(variables), (len(values), len(variables))
+    for variable, value in zip(variables, values):
+        assert tuple(variable.shape) == value.shape, (variable.path, value.shape)
+        variable.assign(value)
+
+
+def calibrate_total_steps(model, compile_model, fit_steps, minutes, timed_steps=60):
+    """Steps that fit in `minutes`, from timing steps here.
+
+    `compile_model(model, total_steps)` compiles; `fit_steps(first, count)`
+    trains steps `first .. first + count - 1` of a calibration batch stream.
+    20 steps warm up (the first compiles), `timed_steps` are timed; the
+    initial weights are put back afterwards.
+    """
+    initial_weights = model.get_weights()
+    compile_model(model, 1000)
+    fit_steps(0, 20)
+    t0 = time.time()
+    fit_steps(20, timed_steps)
+    seconds_per_step = (time.time() - t0) / timed_steps
+    # 20% for evaluation, checkpoints and the real run's compile.
+    total_steps = int(0.8 * 60 * minutes / seconds_per_step)
+    print(
+        f"calibration: {seconds_per_step * 1000:.1f} ms/step -> "
+        f"{total_steps} steps in {minutes} min",
+        flush=True,
+    )
+    model.set_weights(initial_weights)
+    return total_steps
