@@ -295,6 +295,8 @@ def main():
         model = keras.models.load_model(ckpt)
         with open(progress_path) as f:
             progress = json.load(f)
+        # A resumed run keeps its size (e.g. one set by --time-budget-minutes).
+        total_steps = progress["args"].get("total_steps") or total_steps
         compile_model(model, args, total_steps)
         restore_optimizer(model, optimizer_path, progress["step"])
         print(f"resuming at step {progress['step']} / {total_steps}")
