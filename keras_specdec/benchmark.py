@@ -190,41 +190,80 @@ def run(args):
                 )
             else:
                 best_gamma = gamma
-            predicted = analysis.expected_speedup(alpha, best_gamma, c)
             verify_chunk = max(args.gammas) + 1 if isinstance(gamma, str) else gamma + 1
-            verify_cost = target_seconds[verify_chunk] / target_seconds[1]
-            predicted_v = analysis.expected_speedup_with_verify_cost(
-                alpha, best_gamma, c, verify_cost
+            row = result_row(
+                task=f"{args.pair} (batch 1, max_length {args.max_length})",
+                draft=draft_name,
+                temperature=temperature,
+                gamma=gamma,
+                stats=stats,
+                c=c,
+                best_gamma=best_gamma,
+                verify_cost=target_seconds[verify_chunk] / target_seconds[1],
+                base=(base_compile, base_time),
+                speculative=(spec_compile, spec_time),
             )
-            measured = base_time / spec_time
-            row = {
-                "task": f"{args.pair} (batch 1, max_length {args.max_length})",
-                "draft": draft_name,
-                "temperature": temperature,
-                "gamma": gamma,
-                "alpha": alpha,
-                "c": c,
-                "tokens_per_target_call": stats["tokens_per_target_call"],
-                "predicted_speedup": predicted,
-                "measured_speedup": measured,
-                "efficiency": measured / predicted,
-                "verify_cost": verify_cost,
-                "predicted_with_verify_cost": predicted_v,
-                "efficiency_with_verify_cost": measured / predicted_v,
-                "baseline_ms": base_time * 1000,
-                "speculative_ms": spec_time * 1000,
-                "baseline_compile_s": base_compile,
-                "speculative_compile_s": spec_compile,
-            }
             rows.append(row)
-            print(
-                f"T={temperature} draft={draft_name} gamma={gamma} "
-                f"alpha={alpha:.3f} c={c:.3f} predicted={predicted:.2f}x "
-                f"measured={measured:.2f}x efficiency={measured / predicted:.2f} "
-                f"v={verify_cost:.2f} predicted_v={predicted_v:.2f}x",
-                flush=True,
-            )
+            print_row(row)
     return rows
+
+
+def result_row(
+    *,
+    task,
+    draft,
+    temperature,
+    gamma,
+    stats,
+    c,
+    best_gamma,
+    verify_cost,
+    base,
+    speculative,
+):
+    """One Table-2 row: measured alpha and speedup next to Theorem 3.8's
+    prediction (at `best_gamma`), with and without the measured verify cost.
+    `base` and `speculative` are (first call seconds, median seconds)."""
+    from keras_specdec import analysis
+
+    alpha = stats["acceptance_rate"]
+    predicted = analysis.expected_speedup(alpha, best_gamma, c)
+    predicted_v = analysis.expected_speedup_with_verify_cost(
+        alpha, best_gamma, c, verify_cost
+    )
+    measured = base[1] / speculative[1]
+    return {
+        "task": task,
+        "draft": draft,
+        "temperature": temperature,
+        "gamma": gamma,
+        "alpha": alpha,
+        "c": c,
+        "tokens_per_target_call": stats["tokens_per_target_call"],
+        "predicted_speedup": predicted,
+        "measured_speedup": measured,
+        "efficiency": measured / predicted,
+        "verify_cost": verify_cost,
+        "predicted_with_verify_cost": predicted_v,
+        "efficiency_with_verify_cost": measured / predicted_v,
+        "baseline_ms": base[1] * 1000,
+        "speculative_ms": speculative[1] * 1000,
+        "baseline_compile_s": base[0],
+        "speculative_compile_s": speculative[0],
+    }
+
+
+def print_row(r):
+    print(
+        f"T={r['temperature']} draft={r['draft']} gamma={r['gamma']} "
+        f"alpha={r['alpha']:.3f} c={r['c']:.3f} "
+        f"predicted={r['predicted_speedup']:.2f}x "
+        f"measured={r['measured_speedup']:.2f}x "
+        f"efficiency={r['efficiency']:.2f} v={r['verify_cost']:.2f} "
+        f"predicted_v={r['predicted_with_verify_cost']:.2f}x "
+        f"base={r['baseline_ms']:.1f}ms spec={r['speculative_ms']:.1f}ms",
+        flush=True,
+    )
 
 
 def to_markdown(rows, command):

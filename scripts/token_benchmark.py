@@ -96,7 +96,12 @@ def main():
 
     import keras_specdec
     from keras_specdec import analysis
-    from keras_specdec.benchmark import base_sampler_for, to_markdown
+    from keras_specdec.benchmark import (
+        base_sampler_for,
+        print_row,
+        result_row,
+        to_markdown,
+    )
 
     with open(args.prompts) as f:
         token_prompts = json.load(f)["token_ids"]
@@ -125,42 +130,20 @@ def main():
             spec_compile, _ = time_generate(target, prompts[:1], 0)
             sampler.reset_stats()
             _, spec_time = time_generate(target, prompts, args.repetitions)
-            stats = sampler.stats()
-            alpha = stats["acceptance_rate"]
-            predicted = analysis.expected_speedup(alpha, gamma, cost)
-            verify_cost = target_seconds[gamma + 1] / target_seconds[1]
-            predicted_v = analysis.expected_speedup_with_verify_cost(
-                alpha, gamma, cost, verify_cost
+            row = result_row(
+                task=f"code (batch 1, max_length {args.max_length}, {device})",
+                draft="code/draft",
+                temperature=temperature,
+                gamma=gamma,
+                stats=sampler.stats(),
+                c=cost,
+                best_gamma=gamma,
+                verify_cost=target_seconds[gamma + 1] / target_seconds[1],
+                base=(base_compile, base_time),
+                speculative=(spec_compile, spec_time),
             )
-            measured = base_time / spec_time
-            rows.append(
-                {
-                    "task": f"code (batch 1, max_length {args.max_length}, {device})",
-                    "draft": "code/draft",
-                    "temperature": temperature,
-                    "gamma": gamma,
-                    "alpha": alpha,
-                    "c": cost,
-                    "tokens_per_target_call": stats["tokens_per_target_call"],
-                    "predicted_speedup": predicted,
-                    "measured_speedup": measured,
-                    "efficiency": measured / predicted,
-                    "verify_cost": verify_cost,
-                    "predicted_with_verify_cost": predicted_v,
-                    "efficiency_with_verify_cost": measured / predicted_v,
-                    "baseline_ms": base_time * 1000,
-                    "speculative_ms": spec_time * 1000,
-                    "baseline_compile_s": base_compile,
-                    "speculative_compile_s": spec_compile,
-                }
-            )
-            print(
-                f"T={temperature} gamma={gamma} alpha={alpha:.3f} c={cost:.3f} "
-                f"predicted={predicted:.2f}x measured={measured:.2f}x "
-                f"v={verify_cost:.2f} base={base_time * 1000:.1f}ms "
-                f"spec={spec_time * 1000:.1f}ms",
-                flush=True,
-            )
+            rows.append(row)
+            print_row(row)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         command = "python scripts/token_benchmark.py " + " ".join(
