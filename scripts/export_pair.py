@@ -6,7 +6,10 @@
 
 Each model is saved with `save_to_preset` together with a GPT-2 style
 tokenizer and preprocessor, so `keras_hub.models.CausalLM.from_preset(path)`
-loads it offline. Training progress is recorded in `<out>/training.json`.
+loads it offline. The weights file is stored in float16 (half the size;
+`config.json` keeps the float32 dtype policy, so the loaded model is float32,
+checked after the export: see `scripts/float16_weights.py`). Training
+progress is recorded in `<out>/training.json`.
 """
 
 import argparse
@@ -18,6 +21,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
+from float16_weights import exported_record, store_preset_float16  # noqa: E402  (scripts/ on sys.path)
 
 
 def load_trained(ckpt_dir, vocab_size):
@@ -70,14 +74,16 @@ def main():
         out = os.path.join(args.out, role)
         shutil.rmtree(out, ignore_errors=True)
         lm.save_to_preset(out)
+        weights_storage = store_preset_float16(out, lm, keras_hub.models.CausalLM)
         with open(os.path.join(ckpt_dir, "progress.json")) as f:
             progress = json.load(f)
         summary[role] = {
             "parameters": int(model.count_params()),
             "config": {k: progress["args"][k] for k in ("layers", "hidden", "heads")},
-            "last": progress.get("best", progress["history"][-1]),
+            "last": exported_record(ckpt_dir, progress),
             "planned_tokens": progress["args"].get("total_tokens"),
             "training_args": progress["args"],
+            "weights_storage": weights_storage,
             "note": args.note,
         }
         print(role, summary[role])

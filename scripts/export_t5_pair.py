@@ -10,6 +10,9 @@
 and a `T5Seq2SeqLMPreprocessor` (encoder and decoder sequence length 64), so
 `keras_hub.models.Seq2SeqLM.from_preset(path)` loads it offline and
 ``generate({"encoder_text": [...], "decoder_text": [""]})`` translates. The
+weights file is stored in float16 (half the size; `config.json` keeps the
+float32 dtype policy, so the loaded model is float32, checked after the
+export: see `scripts/float16_weights.py`). The
 first ``--held-out`` lines of the test split are copied to
 ``<out>/test.{en,de}`` (read by `keras_specdec.pairs.held_out_pairs`), and
 training progress (plus BLEU from ``scripts/eval_bleu.py --json-out``) is
@@ -28,7 +31,8 @@ import keras_hub  # noqa: E402
 CONFIG_KEYS = ("layers", "hidden", "heads", "intermediate", "key_value_dim", "dropout")
 
 
-from train_t5 import load_trained  # noqa: E402  (scripts/ is on sys.path)
+from float16_weights import exported_record, store_preset_float16  # noqa: E402  (scripts/ on sys.path)
+from train_t5 import load_trained  # noqa: E402
 
 
 def main():
@@ -42,6 +46,7 @@ def main():
     p.add_argument("--held-out", type=int, default=2000, help="test lines to copy")
     p.add_argument("--source", default="en")
     p.add_argument("--target-lang", default="de")
+    p.add_argument("--note", default="", help="recorded in training.json")
     args = p.parse_args()
 
     tokenizer = keras_hub.models.T5Tokenizer(proto=os.path.join(args.data, "spm.model"))
@@ -62,13 +67,17 @@ def main():
         out = os.path.join(args.out, role)
         shutil.rmtree(out, ignore_errors=True)
         lm.save_to_preset(out)
+        weights_storage = store_preset_float16(out, lm, keras_hub.models.Seq2SeqLM)
         with open(os.path.join(ckpt_dir, "progress.json")) as f:
             progress = json.load(f)
         summary[role] = {
             "parameters": int(model.count_params()),
             "config": {k: progress["args"].get(k) for k in CONFIG_KEYS},
-            "last": progress["history"][-1],
+            "last": exported_record(ckpt_dir, progress),
+            "weights_storage": weights_storage,
         }
+        if args.note:
+            summary[role]["note"] = args.note
         print(role, summary[role])
     if args.bleu_json:
         with open(args.bleu_json) as f:
