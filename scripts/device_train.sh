@@ -15,9 +15,19 @@
 #
 #   BUDGET=5.5 OUT=/tmp/out bash scripts/device_train.sh
 #
-# Every job gets the same wall-clock budget and runs concurrently on the one
-# GPU (small models leave it mostly idle); a failing job does not stop the
-# others.
+# Every job runs concurrently on the one GPU (small models leave it mostly
+# idle) and stops after MAX_MINUTES of training (default BUDGET + 0.7) or at
+# HARD_LIMIT seconds (default 60 * BUDGET + 150); a failing job does not stop
+# the others. Each job sizes its cosine schedule by timing steps at its start
+# (--time-budget-minutes, default BUDGET; per job CODE_TARGET_BUDGET,
+# CODE_DRAFT_BUDGET, T5_TARGET_BUDGET, T5_TARGET2_BUDGET, T5_DRAFT_BUDGET):
+# those steps run while the other jobs still compile, so under contention a
+# step takes up to ~2x longer than timed, and a budget about half the
+# training time lets the schedule end before the stop. T5_TARGET2_FLAGS adds a
+# second T5 target job (ck/ende_target2). The jobs keep no resumable
+# checkpoint (--no-checkpoint: ck/ is gone with the machine), and the best
+# weights are stored in float16 before they are packed (the files back from
+# $OUT are limited to 64 MB; the shipped presets are float16 on disk anyway).
 set -u
 OUT=${OUT:-/tmp/device_out}
 BUDGET=${BUDGET:-5.5}
@@ -48,21 +58,29 @@ pids=()
 if [ -f data/code_large/train.npy ]; then
   run code_target python3 scripts/train_causal.py --data data/code_large \
     --out ck/code_target ${CODE_TARGET_FLAGS:---layers 6 --hidden 256 --heads 4 --dropout 0.1 --batch-size 64 --checkpoint-steps 500} \
-    --time-budget-minutes "$BUDGET" --max-minutes "$MAX_MINUTES" &
+    --no-checkpoint --time-budget-minutes "${CODE_TARGET_BUDGET:-$BUDGET}" --max-minutes "$MAX_MINUTES" &
   pids+=($!)
-  [ -z "${SKIP_CODE_DRAFT:-}" ] && run code_draft python3 scripts/train_causal.py --data data/code_large \
-    --out ck/code_draft ${CODE_DRAFT_FLAGS:---layers 2 --hidden 128 --heads 2 --batch-size 64 --checkpoint-steps 500} \
-    --time-budget-minutes "$BUDGET" --max-minutes "$MAX_MINUTES" &
-  pids+=($!)
+  if [ -z "${SKIP_CODE_DRAFT:-}" ]; then
+    run code_draft python3 scripts/train_causal.py --data data/code_large \
+      --out ck/code_draft ${CODE_DRAFT_FLAGS:---layers 2 --hidden 128 --heads 2 --batch-size 64 --checkpoint-steps 500} \
+      --no-checkpoint --time-budget-minutes "${CODE_DRAFT_BUDGET:-$BUDGET}" --max-minutes "$MAX_MINUTES" &
+    pids+=($!)
+  fi
 fi
 if [ -f data/ende/tokens.npz ]; then
   run ende_target python3 scripts/train_t5.py --data data/ende \
     --out ck/ende_target ${T5_TARGET_FLAGS:---layers 3 --hidden 192 --heads 4 --intermediate 384 --batch-size 128 --lr 5e-3 --checkpoint-steps 500} \
-    --time-budget-minutes "$BUDGET" --max-minutes "$MAX_MINUTES" &
+    --no-checkpoint --time-budget-minutes "${T5_TARGET_BUDGET:-$BUDGET}" --max-minutes "$MAX_MINUTES" &
   pids+=($!)
+  if [ -n "${T5_TARGET2_FLAGS:-}" ]; then
+    run ende_target2 python3 scripts/train_t5.py --data data/ende \
+      --out ck/ende_target2 $T5_TARGET2_FLAGS \
+      --no-checkpoint --time-budget-minutes "${T5_TARGET2_BUDGET:-$BUDGET}" --max-minutes "$MAX_MINUTES" &
+    pids+=($!)
+  fi
   run ende_draft python3 scripts/train_t5.py --data data/ende \
     --out ck/ende_draft ${T5_DRAFT_FLAGS:---layers 1 --hidden 128 --heads 2 --intermediate 256 --dropout 0.0 --batch-size 128 --lr 5e-3 --checkpoint-steps 500} \
-    --time-budget-minutes "$BUDGET" --max-minutes "$MAX_MINUTES" &
+    --no-checkpoint --time-budget-minutes "${T5_DRAFT_BUDGET:-$BUDGET}" --max-minutes "$MAX_MINUTES" &
   pids+=($!)
 fi
 # Wait for the jobs only (a bare `wait` would also wait for the tee above).
@@ -72,6 +90,7 @@ for d in ck/*/; do tail -n 3 "$d/train.log"; done
 # Weights-only files come back first (checkpoint.keras also holds optimizer
 # state); best.weights.h5 is the lowest validation loss of each run.
 for d in ck/*/; do tail -n 40 "$d/train.log" > "$d/train_tail.log"; done
+[ -z "${KEEP_FLOAT32:-}" ] && python3 scripts/float16_weights.py ck/*/best.weights.h5
 tar cf - ck/*/best.weights.h5 ck/*/progress.json ck/*/train_tail.log 2>/dev/null \
   | split -b 15M - "$OUT/ck.tar.part"
 ls -la "$OUT"

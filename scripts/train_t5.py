@@ -255,6 +255,13 @@ def main():
         "the same width: start from it (extra layers start as identities)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-checkpoint",
+        action="store_true",
+        help="write only best.weights.h5 and progress.json, no resumable "
+        "checkpoint.keras / optimizer.npz / final.weights.h5 (one-shot runs "
+        "on a machine whose disk is gone afterwards: saves time per chunk)",
+    )
     args = p.parse_args()
     if args.intermediate is None:
         args.intermediate = 2 * args.hidden
@@ -380,18 +387,24 @@ def main():
             # Backbone only: a task model's save_weights also stores the
             # optimizer state (3x the size). The LM head is tied, so the
             # backbone holds every weight.
-            model.backbone.save_weights(os.path.join(args.out, "best.weights.h5"))
+            # Written aside and swapped in, so a run killed mid-write keeps
+            # the previous best file whole.
+            tmp = os.path.join(args.out, "best.tmp.weights.h5")
+            model.backbone.save_weights(tmp)
+            os.replace(tmp, os.path.join(args.out, "best.weights.h5"))
             progress["best"] = record
-        model.save(ckpt + ".tmp.keras")
-        os.replace(ckpt + ".tmp.keras", ckpt)
-        save_optimizer(model, optimizer_path)
+        if not args.no_checkpoint:
+            model.save(ckpt + ".tmp.keras")
+            os.replace(ckpt + ".tmp.keras", ckpt)
+            save_optimizer(model, optimizer_path)
         with open(progress_path + ".tmp", "w") as f:
             json.dump(progress, f, indent=1)
         os.replace(progress_path + ".tmp", progress_path)
         if args.max_minutes and time.time() - start_time > 60 * args.max_minutes:
             print("time budget reached; rerun the same command to resume")
             break
-    model.save_weights(os.path.join(args.out, "final.weights.h5"))
+    if not args.no_checkpoint:
+        model.save_weights(os.path.join(args.out, "final.weights.h5"))
 
 
 if __name__ == "__main__":
