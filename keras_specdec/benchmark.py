@@ -190,7 +190,8 @@ def run(args):
                 )
             else:
                 best_gamma = gamma
-            verify_chunk = max(args.gammas) + 1 if isinstance(gamma, str) else gamma + 1
+            # An adaptive round runs a verify pass of its own size.
+            verify_chunk = best_gamma + 1
             row = result_row(
                 task=f"{args.pair} (batch 1, max_length {args.max_length})",
                 draft=draft_name,

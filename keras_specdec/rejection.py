@@ -126,6 +126,7 @@ def rejection_sample(
     forced_token_ids,
     seed,
     num_proposed=None,
+    recovery_seed=None,
 ):
     """Verify gamma draft tokens per row (Algorithm 1 of the paper).
 
@@ -141,11 +142,15 @@ def rejection_sample(
             bonus position keeps its token.
         forced_token_ids: int `(batch, gamma + 1)`, the tokens at forced
             positions (ignored elsewhere).
-        seed: a `keras.random.SeedGenerator`.
+        seed: a `keras.random.SeedGenerator`, or a seed tensor for the
+            acceptance tests (then pass a different `recovery_seed`).
         num_proposed: optional int scalar <= gamma: only the first
             `num_proposed` draft tokens were proposed this round (adaptive
             gamma); the rest are never accepted, and the token after the last
             proposal is drawn from p (q is zero there: the residual is p).
+        recovery_seed: seed of the recovered/bonus draw; defaults to `seed`
+            (right for a generator, which advances between the two draws;
+            a seed tensor must not be reused).
 
     Returns:
         `(output_token_ids, num_accepted)`:
@@ -175,7 +180,9 @@ def rejection_sample(
     recovery_probs = ops.concatenate([residual_probs, bonus_probs], axis=1)
     at = num_accepted[:, None, None]
     chosen_probs = ops.take_along_axis(recovery_probs, at, axis=1)[:, 0]
-    recovered = sample_categorical(chosen_probs, seed)  # (batch,)
+    if recovery_seed is None:
+        recovery_seed = seed
+    recovered = sample_categorical(chosen_probs, recovery_seed)  # (batch,)
     forced_at = ops.take_along_axis(forced, num_accepted[:, None], axis=1)[:, 0]
     forced_token_at = ops.take_along_axis(
         forced_token_ids, num_accepted[:, None], axis=1

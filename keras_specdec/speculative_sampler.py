@@ -62,9 +62,13 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         num_speculative_tokens: int >= 1, gamma, the draft tokens per round;
             or `"auto"`: each round chooses gamma <= `max_speculative_tokens`
             inside the compiled loop. Shapes stay static: the program holds
-            one verify pass per gamma in `VERIFY_GAMMAS` (<= the maximum, plus
-            the maximum) and a round runs the smallest one that covers its
-            gamma (`lax.switch`); skipped draft steps are not run.
+            one complete round (k draft steps, a k + 1 token verify pass,
+            rejection sampling) per k in `VERIFY_GAMMAS` (<= the maximum, plus
+            the maximum) and `lax.switch` runs the smallest one covering the
+            round's gamma, so a round costs what a fixed-gamma round of that
+            size costs. The "theorem" schedule only picks those sizes; the
+            heuristic's gammas in between draft the next size up and judge
+            only the first gamma proposals.
         base_sampler: the decoding distribution to preserve: `"greedy"`,
             `"random"`, `"top_k"`, `"top_p"`, a config dict, or an instance
             such as `keras_hub.samplers.TopPSampler(p=0.9, temperature=0.7)`.
@@ -334,42 +338,16 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             return ops.slice(x, [0, start], [batch_size, size])
 
         verify_gammas = self._verify_gammas(gamma) if adaptive else [gamma]
-
-        def make_verify(k):
-            """Score positions index .. index + k with one pass of k + 1
-            tokens; logits padded to (batch, gamma + 1, vocab)."""
-
-            def verify(tokens, target_cache, index):
-                # Positions index .. index + k are predicted by the tokens at
-                # index - 1 .. index + k - 1. Near max_length the chunk starts
-                # earlier (re-feeding decided tokens) instead of being clamped
-                # by XLA onto earlier cache slots; logits are realigned below.
-                verify_start = ops.minimum(index - 1, max_length - k - 1)
-                logits, target_cache = model_utils.decode(
-                    model,
-                    target_cache,
-                    window(tokens, verify_start, k + 1),
-                    verify_start,
-                    window(prompt_mask_buffer, verify_start, k + 1),
-                )  # (batch, k + 1, vocab)
-                shift = index - 1 - verify_start
-                rows = ops.minimum(ops.arange(k + 1, dtype="int32") + shift, k)
-                logits = ops.take(logits, rows, axis=1)
-                if k < gamma:
-                    # Rows past k + 1 are never read: at most k = num_proposed
-                    # tokens are accepted, so the bonus/recovered row is <= k.
-                    logits = ops.pad(logits, [[0, 0], [0, gamma - k], [0, 0]])
-                return logits, target_cache
-
-            return verify
+        heuristic = adaptive and self.gamma_schedule == "heuristic"
+        # Random draws per round: one per draft proposal, the acceptance
+        # uniforms, the recovered/bonus token.
+        num_draws = 0 if greedy else gamma + 2
 
         def adjusted(logits):
             return rejection.adjusted_probabilities(logits, self.base_sampler)
 
         def choose_num_proposed(stats, round_gamma):
-            """This round's gamma (<= the static gamma) when adaptive."""
-            if not adaptive:
-                return gamma
+            """This round's gamma when adaptive (a scalar <= gamma)."""
             if self.gamma_schedule == "heuristic":
                 return round_gamma
             # Running alpha over earlier calls and this one, with a
@@ -379,8 +357,8 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 totals[STAT_NAMES.index("draft_tokens")] + 2.0
             )
             alpha = ops.minimum(alpha, 1.0 - 1e-6)
-            # Only gammas with a verify pass of their own (chunk gamma + 1),
-            # and, when verify costs are given, only measured ones.
+            # Only gammas with a round of their own, and, when verify costs
+            # are given, only measured ones.
             candidates = self._theorem_candidates(verify_gammas)
             g = ops.convert_to_tensor(candidates, "float32")
             v = ops.convert_to_tensor(
@@ -393,6 +371,166 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 ops.convert_to_tensor(candidates, "int32"), ops.argmax(speedup)
             )
 
+        def make_round(k, dynamic_num_proposed):
+            """One round with k draft proposals and a verify pass of k + 1
+            tokens, all shapes static. With `dynamic_num_proposed` only the
+            first `num_proposed` (<= k) proposals are judged (the heuristic
+            schedule between two round sizes); otherwise all k are.
+
+            `seeds` is None (draw from the sampler's seed generator) or
+            `(num_draws, 2)` seeds drawn before a `switch` over rounds:
+            branches of a `lax.switch` must not update the generator's state.
+            """
+
+            def seed_at(seeds, i):
+                return self.seed_generator if seeds is None else seeds[i]
+
+            def round_fn(
+                tokens, forced, target_cache, draft_cache, index, stats,
+                num_proposed, seeds,
+            ):  # fmt: skip
+                if not dynamic_num_proposed:
+                    num_proposed = None
+                # ---- Draft: k proposals, one token per draft call. ----
+                # The first call re-feeds index - 2 too: after a round in
+                # which all proposals were accepted, the last one was never
+                # fed to the draft, and its cache slot would be a hole.
+                start = ops.maximum(index - 2, 0)
+                draft_logits, draft_cache = model_utils.decode(
+                    self.draft,
+                    draft_cache,
+                    window(tokens, start, 2),
+                    start,
+                    window(prompt_mask_buffer, start, 2),
+                )
+                draft_logits = ops.take(draft_logits, index - 1 - start, axis=1)
+                draft_token_ids, draft_probs = [], []
+                for j in range(k):
+                    if j > 0:
+                        # Past max_length the position is invalid; clamp so
+                        # the cache write stays inside the cache.
+                        feed = ops.minimum(index + j - 1, max_length - 1)
+                        draft_logits, draft_cache = model_utils.decode(
+                            self.draft,
+                            draft_cache,
+                            window(tokens, feed, 1),
+                            feed,
+                            window(prompt_mask_buffer, feed, 1),
+                        )
+                        draft_logits = draft_logits[:, 0]
+                    if greedy:
+                        proposal = ops.argmax(draft_logits, axis=-1)
+                    else:
+                        q = adjusted(draft_logits)  # (batch, vocab)
+                        proposal = rejection.sample_categorical(
+                            q, seed_at(seeds, j)
+                        )
+                        draft_probs.append(q)
+                    proposal = ops.cast(proposal, token_dtype)[:, None]
+                    is_forced = window(forced, index + j, 1)
+                    proposal = ops.where(
+                        is_forced, window(tokens, index + j, 1), proposal
+                    )
+                    tokens = ops.slice_update(tokens, [0, index + j], proposal)
+                    draft_token_ids.append(proposal)
+                draft_token_ids = ops.concatenate(draft_token_ids, axis=1)
+
+                # ---- Target: score k + 1 positions in one forward pass. ----
+                # Positions index .. index + k are predicted by the tokens at
+                # index - 1 .. index + k - 1. Near max_length the chunk
+                # starts earlier (re-feeding decided tokens) instead of being
+                # clamped by XLA onto earlier cache slots; the logits are
+                # realigned.
+                verify_start = ops.minimum(index - 1, max_length - k - 1)
+                target_logits, target_cache = model_utils.decode(
+                    model,
+                    target_cache,
+                    window(tokens, verify_start, k + 1),
+                    verify_start,
+                    window(prompt_mask_buffer, verify_start, k + 1),
+                )  # (batch, k + 1, vocab)
+                shift = index - 1 - verify_start
+                rows = ops.minimum(ops.arange(k + 1, dtype="int32") + shift, k)
+                target_logits = ops.take(target_logits, rows, axis=1)
+
+                window_forced = window(forced, index, k + 1)
+                window_tokens = window(tokens, index, k + 1)
+                if greedy:
+                    output, num_accepted = rejection.greedy_verify(
+                        draft_token_ids,
+                        target_logits,
+                        window_forced,
+                        window_tokens,
+                        num_proposed=num_proposed,
+                    )
+                else:
+                    output, num_accepted = rejection.rejection_sample(
+                        draft_token_ids,
+                        ops.stack(draft_probs, axis=1),  # (batch, k, vocab)
+                        adjusted(target_logits),  # (batch, k + 1, vocab)
+                        window_forced,
+                        window_tokens,
+                        seed_at(seeds, k),
+                        num_proposed=num_proposed,
+                        recovery_seed=seed_at(seeds, k + 1),
+                    )
+
+                # ---- Bookkeeping. ----
+                offsets = ops.arange(k + 1, dtype="int32")[None, :]
+                num_valid = max_length - index  # positions left
+                decided_now = ops.logical_and(
+                    offsets <= num_accepted[:, None], offsets < num_valid
+                )
+                output = ops.where(
+                    decided_now, ops.cast(output, token_dtype), window_tokens
+                )
+                tokens = ops.slice_update(tokens, [0, index], output)
+                decided_end = ops.minimum(index + num_accepted + 1, max_length)
+                forced = ops.logical_or(
+                    forced,
+                    ops.logical_and(
+                        positions >= index, positions < decided_end[:, None]
+                    ),
+                )
+                new = ops.logical_not(window_forced)
+                proposal_ok = ops.logical_and(new, offsets < num_valid)[:, :k]
+                if num_proposed is not None:
+                    proposal_ok = ops.logical_and(
+                        proposal_ok, offsets[:, :k] < num_proposed
+                    )
+                judged = ops.logical_and(
+                    proposal_ok, offsets[:, :k] <= num_accepted[:, None]
+                )
+                accepted = ops.logical_and(
+                    proposal_ok, offsets[:, :k] < num_accepted[:, None]
+                )
+                emitted = ops.logical_and(new, decided_now)
+
+                def count(x):
+                    return ops.sum(ops.cast(x, "int32"))
+
+                stats = stats + ops.stack(
+                    [
+                        ops.convert_to_tensor(1, "int32"),
+                        ops.cast(batch_size, "int32"),
+                        count(proposal_ok),
+                        count(judged),
+                        count(accepted),
+                        count(emitted),
+                    ]
+                )
+                # Every proposal accepted in every row (the heuristic's +2).
+                all_accepted = ops.min(num_accepted) >= (
+                    k if num_proposed is None else num_proposed
+                )
+                index = ops.min(decided_end)
+                return (
+                    tokens, forced, target_cache, draft_cache, index, stats,
+                    all_accepted,
+                )  # fmt: skip
+
+            return round_fn
+
         def cond(tokens, forced, target_cache, draft_cache, index, stats, round_gamma):
             not_done = index < max_length
             if stop_token_ids is None:
@@ -403,153 +541,43 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             return ops.logical_and(not_done, ops.logical_not(ops.all(row_done)))
 
         def body(tokens, forced, target_cache, draft_cache, index, stats, round_gamma):
+            state = (tokens, forced, target_cache, draft_cache, index, stats)
+            if not adaptive:
+                *state, _ = make_round(gamma, False)(*state, None, None)
+                return (*state, round_gamma)
+            # Adaptive: the program holds one complete round per size in
+            # `verify_gammas` (static shapes each) and `switch` runs the
+            # smallest one covering this round's gamma, so a round of size k
+            # costs what a fixed-gamma-k round costs. Seeds are drawn here,
+            # outside the switch.
             num_proposed = choose_num_proposed(stats, round_gamma)
-            # ---- Draft: gamma proposals, one token per draft call. ----
-            # The first call re-feeds index - 2 too: after a round in which
-            # all gamma drafts were accepted, the last draft token was never
-            # fed to the draft, and its cache slot would be a hole.
-            start = ops.maximum(index - 2, 0)
-            draft_logits, draft_cache = model_utils.decode(
-                self.draft,
-                draft_cache,
-                window(tokens, start, 2),
-                start,
-                window(prompt_mask_buffer, start, 2),
-            )
-            draft_logits = ops.take(draft_logits, index - 1 - start, axis=1)
-            draft_token_ids, draft_probs = [], []
-            for j in range(gamma):
-                if j > 0:
-                    # Past max_length the position is invalid; clamp so the
-                    # cache write stays inside the cache.
-                    feed = ops.minimum(index + j - 1, max_length - 1)
-
-                    def draft_step(tokens=tokens, draft_cache=draft_cache, feed=feed):
-                        logits, new_cache = model_utils.decode(
-                            self.draft,
-                            draft_cache,
-                            window(tokens, feed, 1),
-                            feed,
-                            window(prompt_mask_buffer, feed, 1),
-                        )
-                        return ops.cast(logits[:, 0], "float32"), new_cache
-
-                    if adaptive:
-                        # Skip draft steps beyond this round's gamma.
-                        skipped = (
-                            ops.zeros_like(ops.cast(draft_logits, "float32")),
-                            draft_cache,
-                        )
-                        draft_logits, draft_cache = ops.cond(
-                            j < num_proposed, draft_step, lambda s=skipped: s
-                        )
-                    else:
-                        draft_logits, draft_cache = draft_step()
-                if greedy:
-                    proposal = ops.argmax(draft_logits, axis=-1)
-                else:
-                    q = adjusted(draft_logits)  # (batch, vocab)
-                    proposal = rejection.sample_categorical(q, self.seed_generator)
-                    draft_probs.append(q)
-                proposal = ops.cast(proposal, token_dtype)[:, None]
-                is_forced = window(forced, index + j, 1)
-                proposal = ops.where(is_forced, window(tokens, index + j, 1), proposal)
-                tokens = ops.slice_update(tokens, [0, index + j], proposal)
-                draft_token_ids.append(proposal)
-            draft_token_ids = ops.concatenate(draft_token_ids, axis=1)
-
-            # ---- Target: score gamma + 1 positions in one forward pass. ----
-            if len(verify_gammas) == 1:
-                target_logits, target_cache = make_verify(gamma)(
-                    tokens, target_cache, index
-                )  # (batch, gamma + 1, vocab)
-            else:
-                # The smallest verify pass covering this round's gamma.
-                bucket = ops.sum(
-                    ops.cast(
-                        ops.convert_to_tensor(verify_gammas, "int32") < num_proposed,
-                        "int32",
-                    )
+            bucket = ops.sum(
+                ops.cast(
+                    ops.convert_to_tensor(verify_gammas, "int32") < num_proposed,
+                    "int32",
                 )
-                target_logits, target_cache = ops.switch(
-                    bucket,
-                    [make_verify(k) for k in verify_gammas],
-                    tokens,
-                    target_cache,
-                    index,
-                )  # (batch, gamma + 1, vocab)
-
-            window_forced = window(forced, index, gamma + 1)
-            window_tokens = window(tokens, index, gamma + 1)
-            if greedy:
-                output, num_accepted = rejection.greedy_verify(
-                    draft_token_ids,
-                    target_logits,
-                    window_forced,
-                    window_tokens,
-                    num_proposed=num_proposed,
-                )
-            else:
-                output, num_accepted = rejection.rejection_sample(
-                    draft_token_ids,
-                    ops.stack(draft_probs, axis=1),  # (batch, gamma, vocab)
-                    adjusted(target_logits),  # (batch, gamma + 1, vocab)
-                    window_forced,
-                    window_tokens,
-                    self.seed_generator,
-                    num_proposed=num_proposed,
-                )
-
-            # ---- Bookkeeping. ----
-            offsets = ops.arange(gamma + 1, dtype="int32")[None, :]
-            num_valid = max_length - index  # positions left in the sequence
-            decided_now = ops.logical_and(
-                offsets <= num_accepted[:, None], offsets < num_valid
             )
-            output = ops.where(
-                decided_now, ops.cast(output, token_dtype), window_tokens
+            seeds = None
+            if num_draws:
+                seeds = ops.stack(
+                    [self.seed_generator.next() for _ in range(num_draws)]
+                )  # (num_draws, 2)
+            *state, all_accepted = ops.switch(
+                bucket,
+                [make_round(k, heuristic) for k in verify_gammas],
+                *state,
+                num_proposed,
+                seeds,
             )
-            tokens = ops.slice_update(tokens, [0, index], output)
-            decided_end = ops.minimum(index + num_accepted + 1, max_length)
-            forced = ops.logical_or(
-                forced,
-                ops.logical_and(positions >= index, positions < decided_end[:, None]),
-            )
-            new = ops.logical_not(window_forced)
-            proposal_ok = ops.logical_and(
-                ops.logical_and(new, offsets < num_valid),
-                offsets < num_proposed,
-            )[:, :gamma]
-            judged = ops.logical_and(
-                proposal_ok, offsets[:, :gamma] <= num_accepted[:, None]
-            )
-            accepted = ops.logical_and(
-                proposal_ok, offsets[:, :gamma] < num_accepted[:, None]
-            )
-            emitted = ops.logical_and(new, decided_now)
-
-            def count(x):
-                return ops.sum(ops.cast(x, "int32"))
-
-            stats = stats + ops.stack(
-                [
-                    ops.convert_to_tensor(1, "int32"),
-                    ops.cast(batch_size, "int32"),
-                    count(proposal_ok),
-                    count(judged),
-                    count(accepted),
-                    count(emitted),
-                ]
-            )
-            if adaptive and self.gamma_schedule == "heuristic":
+            if heuristic:
                 # HF's schedule: +2 after a round with every draft accepted
                 # (in every row), -1 otherwise.
-                all_accepted = ops.min(num_accepted) >= num_proposed
                 round_gamma = ops.clip(
-                    ops.where(all_accepted, round_gamma + 2, round_gamma - 1), 1, gamma
+                    ops.where(all_accepted, round_gamma + 2, round_gamma - 1),
+                    1,
+                    gamma,
                 )
-            index = ops.min(decided_end)
-            return tokens, forced, target_cache, draft_cache, index, stats, round_gamma
+            return (*state, round_gamma)
 
         round_gamma = ops.convert_to_tensor(min(5, gamma), "int32")
         tokens, forced, _, _, index, stats, _ = self.run_loop(
