@@ -109,6 +109,39 @@ def test_verify_costs_steer_the_theorem_schedule():
         )
 
 
+@pytest.mark.parametrize("max_gamma", [4, 5])
+def test_auto_round_is_the_fixed_gamma_round(max_gamma):
+    """An adaptive round of size k runs the same computation as a fixed
+    gamma = k round: with c = 0 and free verification Theorem 3.8 always
+    picks the maximum, and with the same seed the sampled tokens and every
+    counter equal the fixed-gamma sampler's (the random draws are consumed in
+    the same order: k proposals, the acceptance uniforms, the recovered or
+    bonus token). A round that drafted a different number of tokens, verified
+    a different window, or reused a seed inside the `switch` would differ.
+    max_gamma 5 is not in VERIFY_GAMMAS: its own round is added."""
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    draft = tiny_causal_lm("gpt2", "draft", 3)
+    inputs = ragged(40)
+    outputs, stats = [], []
+    for gamma in ("auto", max_gamma):
+        sampler = keras_specdec.SpeculativeSampler(
+            draft,
+            gamma,
+            base_sampler=keras_hub.samplers.TopKSampler(k=8, temperature=1.3),
+            seed=11,
+            max_speculative_tokens=max_gamma,
+            cost_coefficient=0.0,
+        )
+        outputs.append(run(target, sampler, inputs))
+        stats.append(sampler.stats())
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert stats[0] == stats[1]
+    # Sampling happened (not every proposal accepted, tokens differ from
+    # greedy), so the comparison is not vacuous.
+    assert 0 < stats[0]["accepted_tokens"] < stats[0]["draft_tokens"]
+    assert stats[0]["proposed_tokens"] / stats[0]["row_target_calls"] > 3
+
+
 def test_auto_needs_cost_coefficient_for_model_drafts():
     draft = tiny_causal_lm("gpt2", "draft", 3)
     with pytest.raises(ValueError, match="cost_coefficient"):
