@@ -93,26 +93,27 @@ def speedup_lower_bound(alpha, c):
     return (1.0 + alpha) / (1.0 + c)
 
 
-def _median_seconds(fn, repetitions, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repetitions):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def measure_step_seconds(
-    model, chunk_sizes=(1,), *, batch_size=1, max_length=128, repetitions=20
+    model,
+    chunk_sizes=(1,),
+    *,
+    batch_size=1,
+    max_length=128,
+    repetitions=20,
+    steps_per_call=16,
 ):
-    """Median seconds of one jitted cached decoding call per chunk size.
+    """Median seconds of one cached decoding call per chunk size.
 
     Each call is `call_with_cache` (or `call_decoder_with_cache`) on a chunk
-    of `chunk_sizes[i]` tokens at the middle of a `max_length` cache, timed
-    after warm-up (compilation excluded). Chunk size 1 is a draft or target
-    step; chunk size gamma + 1 is a verification pass.
+    of `chunk_sizes[i]` tokens at the middle of a `max_length` cache. Chunk
+    size 1 is a draft or target step; chunk size gamma + 1 is a verification
+    pass. Calls are timed the way `generate()` runs them, inside one compiled
+    loop: a jitted `fori_loop` of `steps_per_call` calls (each feeding the
+    previous call's cache) is timed and divided, so the per-dispatch cost of
+    a jitted function with many weight arguments (which `generate()` pays
+    once, not per step) does not inflate small models' steps. Chunk sizes are
+    timed in turn within each repetition, so drift on a busy machine moves
+    them together; compilation is excluded.
     """
     import jax
     import keras
@@ -132,19 +133,35 @@ def measure_step_seconds(
     variables = [v.value for v in model.weights]
 
     @jax.jit
-    def step(variables, state, chunk, index):
+    def steps(variables, state, chunk, index):
         with keras.StatelessScope(state_mapping=zip(model.weights, variables)):
-            return model_utils.decode(model, state, chunk, index)
+
+            def one(i, carry):
+                state, total = carry
+                logits, state = model_utils.decode(model, state, chunk, index)
+                # Depend on every call's logits so none is optimised away.
+                return state, total + ops.sum(ops.cast(logits[:, -1, :1], "float32"))
+
+            return jax.lax.fori_loop(
+                0, steps_per_call, one, (state, ops.zeros((), "float32"))
+            )
 
     index = ops.convert_to_tensor(max_length // 2, "int32")
-    seconds = {}
-    for size in chunk_sizes:
-        chunk = ops.ones((batch_size, size), "int32")
-        seconds[size] = _median_seconds(
-            lambda: jax.block_until_ready(step(variables, state, chunk, index)),
-            repetitions,
-        )
-    return seconds
+    chunks = {size: ops.ones((batch_size, size), "int32") for size in chunk_sizes}
+
+    def call(size):
+        jax.block_until_ready(steps(variables, state, chunks[size], index))
+
+    for size in chunk_sizes:  # compile and warm up
+        call(size)
+        call(size)
+    times = {size: [] for size in chunk_sizes}
+    for _ in range(repetitions):
+        for size in chunk_sizes:
+            start = time.perf_counter()
+            call(size)
+            times[size].append((time.perf_counter() - start) / steps_per_call)
+    return {size: float(np.median(t)) for size, t in times.items()}
 
 
 def measure_cost_coefficient(target, draft, **kwargs):

@@ -422,9 +422,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                         proposal = ops.argmax(draft_logits, axis=-1)
                     else:
                         q = adjusted(draft_logits)  # (batch, vocab)
-                        proposal = rejection.sample_categorical(
-                            q, seed_at(seeds, j)
-                        )
+                        proposal = rejection.sample_categorical(q, seed_at(seeds, j))
                         draft_probs.append(q)
                     proposal = ops.cast(proposal, token_dtype)[:, None]
                     is_forced = window(forced, index + j, 1)
