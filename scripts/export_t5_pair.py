@@ -76,9 +76,9 @@ def main():
             "last": exported_record(ckpt_dir, progress),
             "weights_storage": weights_storage,
         }
-        if args.note:
-            summary[role]["note"] = args.note
         print(role, summary[role])
+    if args.note:
+        summary["note"] = args.note
     if args.bleu_json:
         with open(args.bleu_json) as f:
             summary["bleu"] = json.load(f)
