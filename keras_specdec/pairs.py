@@ -9,15 +9,20 @@ package, so they load offline with the ordinary KerasHub call:
 or, for both at once, `target, draft = keras_specdec.pairs.load("code")`.
 
 - ``"code"``: GPT-2 style causal LMs on Python source (the CPython standard
-  library plus keras, keras_hub and jax sources), byte-level BPE with 4096
-  tokens. Target 6 layers x 256 (5.9 M parameters), draft 2 layers x 128
-  (0.99 M). `training.json` beside the presets records how far each was
-  trained and its validation loss; `scripts/train_causal.py` continues
-  training and `scripts/export_pair.py` refreshes the presets.
-- ``"ende"`` (when shipped): T5 encoder-decoders (`T5Seq2SeqLM`, SentencePiece
+  library plus keras, keras_hub, jax, numpy, scipy and matplotlib sources),
+  byte-level BPE with 4096 tokens. Target 10 layers x 256 (9.1 M
+  parameters), draft 2 layers x 128 (0.99 M).
+- ``"ende"``: T5 encoder-decoders (`T5Seq2SeqLM`, SentencePiece
   `T5Tokenizer`, encoder and decoder sequence length 64) translating English
-  to German; held-out sentence pairs in ``ende/test.en`` / ``ende/test.de``
+  to German: target 4 + 4 layers x 128 (2.1 M), draft 1 + 1 layers x 128
+  (0.9 M); held-out sentence pairs in ``ende/test.en`` / ``ende/test.de``
   (one sentence a line), read by `held_out_pairs("ende")`.
+
+Weights are stored in float16 on disk (`model.weights.h5`) and load into
+float32 models (the presets' dtype policy). `training.json` beside each pair
+records how it was trained, its validation loss (and BLEU for "ende");
+`scripts/train_causal.py` / `scripts/train_t5.py` continue training and
+`scripts/export_pair.py` / `scripts/export_t5_pair.py` refresh the presets.
 
 `load` returns `keras_hub.models.Seq2SeqLM` models for encoder-decoder pairs
 and `keras_hub.models.CausalLM` models otherwise.
