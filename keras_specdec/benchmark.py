@@ -30,7 +30,8 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-# Held-out style prompts for the code pair (function and class openings).
+# Short generic prompts (examples, probes). The benchmark itself uses the
+# pair's held-out prompts, `keras_specdec.pairs.benchmark_prompts`.
 CODE_PROMPTS = [
     "def binary_search(items, value):\n    ",
     "class LRUCache:\n    def __init__(self, capacity):\n        ",
@@ -61,6 +62,24 @@ def time_generate(model, prompts, max_length, repetitions):
             model.generate(prompt, max_length=max_length, stop_token_ids=None)
             times.append(time.perf_counter() - start)
     return first, float(np.median(times))
+
+
+def output_distinct_4grams(model, prompts, max_length, seq2seq):
+    """Mean over prompts of distinct / all 4-grams of the generated token ids
+    (1.0: no 4-gram repeats; degenerate loops score low and make drafts agree
+    easily, inflating alpha)."""
+    import numpy as np
+
+    tokenizer = model.preprocessor.tokenizer
+    ratios = []
+    for prompt in prompts:
+        text = model.generate(prompt, max_length=max_length, stop_token_ids=None)
+        generated = text if seq2seq else text[len(prompt) :]
+        ids = [int(i) for i in np.asarray(tokenizer(generated)).ravel()]
+        grams = [tuple(ids[i : i + 4]) for i in range(len(ids) - 3)]
+        if grams:
+            ratios.append(len(set(grams)) / len(grams))
+    return float(np.mean(ratios)) if ratios else float("nan")
 
 
 def stdlib_token_ids(tokenizer, num_files):
@@ -108,17 +127,12 @@ def run(args):
     from keras_specdec import analysis
 
     target, draft = keras_specdec.pairs.load(args.pair)
-    if keras_specdec.pairs.is_seq2seq(keras_specdec.pairs.path(args.pair, "target")):
-        # Encoder-decoder pair: translate held-out source sentences (at least
-        # 8 words, so each call decodes a real sentence).
-        sources = [
-            source
-            for source, _ in keras_specdec.pairs.held_out_pairs(args.pair)
-            if len(source.split()) >= 8
-        ]
-        prompts = sources[: args.num_prompts]
-    else:
-        prompts = CODE_PROMPTS[: args.num_prompts]
+    # Held-out prompts: source sentences of the test split (encoder-decoder
+    # pairs) or function openings from files never trained on (causal).
+    prompts = keras_specdec.pairs.benchmark_prompts(args.pair)[: args.num_prompts]
+    seq2seq = keras_specdec.pairs.is_seq2seq(
+        keras_specdec.pairs.path(args.pair, "target")
+    )
     chunks = sorted({1, *(g + 1 for g in args.gammas + args.model_free_gammas)})
     target_seconds = analysis.measure_step_seconds(
         target, chunks, max_length=args.max_length, repetitions=50
@@ -134,6 +148,8 @@ def run(args):
         base_compile, base_time = time_generate(
             target, prompts, args.max_length, args.repetitions
         )
+        distinct = output_distinct_4grams(target, prompts, args.max_length, seq2seq)
+        print(f"T={temperature}: target outputs' distinct 4-gram ratio {distinct:.2f}")
         configs = [(f"{args.pair}/draft", draft, g, cost) for g in args.gammas]
         configs += [(f"{args.pair}/draft", draft, s, cost) for s in args.schedules]
         configs += [
@@ -204,6 +220,7 @@ def run(args):
                 base=(base_compile, base_time),
                 speculative=(spec_compile, spec_time),
             )
+            row["target_distinct_4grams"] = distinct
             rows.append(row)
             print_row(row)
     return rows
@@ -284,6 +301,18 @@ def to_markdown(rows, command):
             f"{r['predicted_with_verify_cost']:.2f}x | "
             f"{r['efficiency_with_verify_cost']:.2f} |"
         )
+    distinct = {
+        r["temperature"]: r["target_distinct_4grams"]
+        for r in rows
+        if "target_distinct_4grams" in r
+    }
+    if distinct:
+        lines += [
+            "",
+            "Target outputs (target alone, same prompts): distinct 4-gram ratio "
+            + ", ".join(f"{v:.2f} at T={t}" for t, v in distinct.items())
+            + " (1 = no repeated 4-gram; degenerate loops inflate alpha).",
+        ]
     lines += [
         "",
         "v = time(gamma + 1 token verification pass) / time(one target step), "
@@ -387,7 +416,7 @@ def main(argv=None):
     parser.add_argument("--gammas", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     parser.add_argument("--temperatures", type=float, nargs="+", default=[0, 1])
     parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--num-prompts", type=int, default=4)
+    parser.add_argument("--num-prompts", type=int, default=None, help="default: all")
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

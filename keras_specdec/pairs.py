@@ -130,3 +130,21 @@ def held_out_pairs(name="ende", split="test", source="en", target="de"):
     if len(lines[0]) != len(lines[1]):
         raise ValueError(f"{files[0]} and {files[1]} differ in length.")
     return list(zip(*lines))
+
+
+def benchmark_prompts(name):
+    """Prompts from pair `name`'s held-out data, for benchmarks and demos.
+
+    Encoder-decoder pairs: the held-out source sentences of at least 8 words
+    (`held_out_pairs`). Causal pairs: ``<pair dir>/prompts.json``, openings of
+    functions from files the models were never trained on, chosen by a fixed
+    rule that does not look at the models' outputs
+    (`scripts/make_code_prompts.py`).
+    """
+    if is_seq2seq(path(name, "target")):
+        return [src for src, _ in held_out_pairs(name) if len(src.split()) >= 8]
+    file = os.path.join(pair_dir(name), "prompts.json")
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"Pair {name!r} ships no prompts ({file}).")
+    with open(file, encoding="utf-8") as f:
+        return [entry["prompt"] for entry in json.load(f)]

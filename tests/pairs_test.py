@@ -44,3 +44,10 @@ def test_examples_quickstart_runs(capsys):
     runpy.run_path(path, run_name="__main__")
     out = capsys.readouterr().out
     assert "identical to greedy: True" in out
+
+
+def test_benchmark_prompts():
+    code = keras_specdec.pairs.benchmark_prompts("code")
+    assert len(code) >= 8 and all(p.lstrip().startswith("def ") for p in code)
+    ende = keras_specdec.pairs.benchmark_prompts("ende")
+    assert len(ende) > 100 and all(len(s.split()) >= 8 for s in ende)
