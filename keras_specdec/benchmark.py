@@ -6,7 +6,11 @@
 For each temperature (0 = greedy) it times, in one run on this machine and
 after warm-up (compilation reported separately), `generate()` of the target
 alone with the base sampler and with `SpeculativeSampler` for each gamma,
-batch 1, fixed work per call (no early stop), median of `--repetitions`.
+batch 1, fixed work per call (no early stop), on the pair's held-out
+prompts. All configurations of a temperature are compiled first (one target
+instance each) and then timed in turn within every one of `--repetitions`
+rounds, so drift of the machine's speed moves baseline and speculative
+timings together; medians per call.
 Each row reports: measured alpha, measured c (draft step / target step),
 Theorem 3.8's predicted improvement, the measured improvement and their ratio
 (implementation efficiency). Writes `results.json`, `results.md` and PNG plots
@@ -46,22 +50,6 @@ def base_sampler_for(temperature, seed=0):
     if temperature == 0:
         return keras_hub.samplers.GreedySampler()
     return keras_hub.samplers.RandomSampler(temperature=temperature, seed=seed)
-
-
-def time_generate(model, prompts, max_length, repetitions):
-    """(first call seconds incl. compile, median seconds per prompt)."""
-    import numpy as np
-
-    start = time.perf_counter()
-    model.generate(prompts[0], max_length=max_length, stop_token_ids=None)
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repetitions):
-        for prompt in prompts:
-            start = time.perf_counter()
-            model.generate(prompt, max_length=max_length, stop_token_ids=None)
-            times.append(time.perf_counter() - start)
-    return first, float(np.median(times))
 
 
 def output_distinct_4grams(model, prompts, max_length, seq2seq):
@@ -141,15 +129,12 @@ def run(args):
         draft, (1,), max_length=args.max_length, repetitions=50
     )
     cost = draft_seconds[1] / target_seconds[1]
+    args.verify_costs = {
+        g: target_seconds[g + 1] / target_seconds[1] for g in args.gammas
+    }
     fitted = fit_model_free_drafts(target, args)
     rows = []
     for temperature in args.temperatures:
-        target.compile(sampler=base_sampler_for(temperature))
-        base_compile, base_time = time_generate(
-            target, prompts, args.max_length, args.repetitions
-        )
-        distinct = output_distinct_4grams(target, prompts, args.max_length, seq2seq)
-        print(f"T={temperature}: target outputs' distinct 4-gram ratio {distinct:.2f}")
         configs = [(f"{args.pair}/draft", draft, g, cost) for g in args.gammas]
         configs += [(f"{args.pair}/draft", draft, s, cost) for s in args.schedules]
         configs += [
@@ -157,44 +142,29 @@ def run(args):
             for name in args.model_free_drafts
             for g in args.model_free_gammas
         ]
-        for draft_name, draft_model, gamma, c in configs:
-            if args.rebaseline:
-                # Time the baseline again right before each row: on a shared
-                # or throttling machine speed drifts over a long run, and a
-                # ratio should compare measurements taken together.
-                target.compile(sampler=base_sampler_for(temperature))
-                _, base_time = time_generate(
-                    target, prompts, args.max_length, args.repetitions
-                )
-            if gamma in ("auto", "heuristic"):
-                sampler = keras_specdec.SpeculativeSampler(
-                    draft_model,
-                    "auto",
-                    base_sampler=base_sampler_for(temperature),
-                    seed=args.seed,
-                    max_speculative_tokens=max(args.gammas),
-                    gamma_schedule="theorem" if gamma == "auto" else "heuristic",
-                    cost_coefficient=c,
-                    # Measured above, like c: v of each gamma's verify pass.
-                    verify_costs={
-                        g: target_seconds[g + 1] / target_seconds[1]
-                        for g in args.gammas
-                    },
-                )
-            else:
-                sampler = keras_specdec.SpeculativeSampler(
-                    draft_model,
-                    gamma,
-                    base_sampler=base_sampler_for(temperature),
-                    seed=args.seed,
-                )
-            target.compile(sampler=sampler)
-            spec_compile, _ = time_generate(target, prompts[:1], args.max_length, 0)
-            sampler.reset_stats()
-            _, spec_time = time_generate(
-                target, prompts, args.max_length, args.repetitions
-            )
-            stats = sampler.stats()
+        samplers = [base_sampler_for(temperature)]
+        for _, draft_model, gamma, c in configs:
+            samplers.append(make_sampler(args, temperature, draft_model, gamma, c))
+        # One target instance per sampler, each compiled once; then every
+        # repetition times all of them in turn, so that drift of this
+        # machine's speed (20% over minutes here) moves baseline and
+        # speculative timings together instead of biasing a ratio.
+        models, first_call = [], []
+        for sampler in samplers:
+            model = target if not models else keras_specdec.pairs.load(args.pair)[0]
+            model.compile(sampler=sampler)
+            start = time.perf_counter()
+            model.generate(prompts[0], max_length=args.max_length, stop_token_ids=None)
+            first_call.append(time.perf_counter() - start)
+            if hasattr(sampler, "reset_stats"):
+                sampler.reset_stats()
+            models.append(model)
+        times = interleaved_seconds(models, prompts, args.max_length, args.repetitions)
+        distinct = output_distinct_4grams(target, prompts, args.max_length, seq2seq)
+        print(f"T={temperature}: target outputs' distinct 4-gram ratio {distinct:.2f}")
+        base = (first_call[0], times[0])
+        for i, (draft_name, _, gamma, c) in enumerate(configs, start=1):
+            stats = samplers[i].stats()
             alpha = stats["acceptance_rate"]
             if isinstance(gamma, str):
                 # Theorem 3.8 (with measured v) at its best measured gamma.
@@ -206,8 +176,6 @@ def run(args):
                 )
             else:
                 best_gamma = gamma
-            # An adaptive round runs a verify pass of its own size.
-            verify_chunk = best_gamma + 1
             row = result_row(
                 task=f"{args.pair} (batch 1, max_length {args.max_length})",
                 draft=draft_name,
@@ -216,14 +184,53 @@ def run(args):
                 stats=stats,
                 c=c,
                 best_gamma=best_gamma,
-                verify_cost=target_seconds[verify_chunk] / target_seconds[1],
-                base=(base_compile, base_time),
-                speculative=(spec_compile, spec_time),
+                # An adaptive round runs a verify pass of its own size.
+                verify_cost=target_seconds[best_gamma + 1] / target_seconds[1],
+                base=base,
+                speculative=(first_call[i], times[i]),
             )
             row["target_distinct_4grams"] = distinct
             rows.append(row)
             print_row(row)
+        del models
     return rows
+
+
+def make_sampler(args, temperature, draft_model, gamma, c):
+    import keras_specdec
+
+    if gamma in ("auto", "heuristic"):
+        return keras_specdec.SpeculativeSampler(
+            draft_model,
+            "auto",
+            base_sampler=base_sampler_for(temperature),
+            seed=args.seed,
+            max_speculative_tokens=max(args.gammas),
+            gamma_schedule="theorem" if gamma == "auto" else "heuristic",
+            cost_coefficient=c,
+            # Measured like c: v of each gamma's verify pass.
+            verify_costs=args.verify_costs,
+        )
+    return keras_specdec.SpeculativeSampler(
+        draft_model, gamma, base_sampler=base_sampler_for(temperature), seed=args.seed
+    )
+
+
+def interleaved_seconds(models, prompts, max_length, repetitions):
+    """Median seconds per `generate()` call of each model (compiled already),
+    timing all models in turn within each repetition (starting at a
+    different model each time) over every prompt."""
+    import numpy as np
+
+    times = [[] for _ in models]
+    for repetition in range(repetitions):
+        for k in range(len(models)):
+            i = (k + repetition) % len(models)
+            for prompt in prompts:
+                start = time.perf_counter()
+                models[i].generate(prompt, max_length=max_length, stop_token_ids=None)
+                times[i].append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
 
 
 def result_row(
@@ -430,12 +437,6 @@ def main(argv=None):
     )
     parser.add_argument("--model-free-gammas", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--fit-files", type=int, default=150)
-    parser.add_argument(
-        "--rebaseline",
-        action="store_true",
-        help="re-time the target alone right before every row (slower, but "
-        "robust to the machine's speed drifting during the run)",
-    )
     parser.add_argument("--out", default="benchmarks/code")
     args = parser.parse_args(argv)
     args.temperatures = [int(t) if t == int(t) else t for t in args.temperatures]

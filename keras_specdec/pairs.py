@@ -142,7 +142,8 @@ def benchmark_prompts(name):
     (`scripts/make_code_prompts.py`).
     """
     if is_seq2seq(path(name, "target")):
-        return [src for src, _ in held_out_pairs(name) if len(src.split()) >= 8]
+        sources = [src for src, _ in held_out_pairs(name)]
+        return [src for src in sources if len(src.split()) >= 8] or sources
     file = os.path.join(pair_dir(name), "prompts.json")
     if not os.path.isfile(file):
         raise FileNotFoundError(f"Pair {name!r} ships no prompts ({file}).")
