@@ -35,8 +35,18 @@ def main(argv=None):
     parser.add_argument(
         "--prompt",
         default=None,
-        help="default: the pair's first held-out prompt (for the code pair, "
-        "the opening of a function from a file it was never trained on)",
+        help="default: one of the pair's held-out prompts (for the code "
+        "pair, the opening of a function from a file it was never trained on; "
+        "`--prompt-index` picks another)",
+    )
+    parser.add_argument(
+        "--prompt-index",
+        type=int,
+        default=-1,
+        help="which of `keras_specdec.pairs.benchmark_prompts(pair)` to use "
+        "when --prompt is not given (default: the last; for the code pair its "
+        "greedy continuation is code rather than a repetition loop, which some "
+        "prompts fall into with these small models)",
     )
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--gamma", type=int, default=4, help="num_speculative_tokens")
@@ -59,7 +69,7 @@ def main(argv=None):
 
     target, draft = keras_specdec.pairs.load(args.pair)
     if args.prompt is None:
-        args.prompt = keras_specdec.pairs.benchmark_prompts(args.pair)[0]
+        args.prompt = keras_specdec.pairs.benchmark_prompts(args.pair)[args.prompt_index]
 
     def base():
         kwargs = (
