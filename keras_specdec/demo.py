@@ -69,7 +69,8 @@ def main(argv=None):
 
     target, draft = keras_specdec.pairs.load(args.pair)
     if args.prompt is None:
-        args.prompt = keras_specdec.pairs.benchmark_prompts(args.pair)[args.prompt_index]
+        prompts = keras_specdec.pairs.benchmark_prompts(args.pair)
+        args.prompt = prompts[args.prompt_index]
 
     def base():
         kwargs = (
