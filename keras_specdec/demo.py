@@ -71,6 +71,15 @@ def main(argv=None):
     if args.prompt is None:
         prompts = keras_specdec.pairs.benchmark_prompts(args.pair)
         args.prompt = prompts[args.prompt_index]
+    target_dir = keras_specdec.pairs.path(args.pair, "target")
+    if not keras_specdec.pairs.is_seq2seq(target_dir):
+        prompt_tokens = len(target.preprocessor.tokenizer(args.prompt))
+        if prompt_tokens + 1 >= args.max_length:
+            parser.error(
+                f"the prompt is {prompt_tokens} tokens, which leaves nothing to "
+                f"generate within --max-length {args.max_length}: raise "
+                "--max-length or shorten the prompt."
+            )
 
     def base():
         kwargs = (

@@ -29,12 +29,15 @@ def test_shipped_pair_loads_with_from_preset():
 
 
 def test_quickstart_greedy_is_identical(capsys):
-    plain, spec, stats = demo.main(["--max-length", "48", "--repetitions", "1"])
+    plain, spec, stats = demo.main(["--max-length", "96", "--repetitions", "1"])
     assert plain == spec
     assert stats["emitted_tokens"] > 0
     out = capsys.readouterr().out
     assert "identical outputs:        True" in out
     assert "measured speedup" in out
+    # A prompt that fills max_length is refused before generating.
+    with pytest.raises(SystemExit):
+        demo.main(["--max-length", "16", "--repetitions", "0"])
 
 
 def test_examples_quickstart_runs(capsys):
