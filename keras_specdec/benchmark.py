@@ -129,9 +129,8 @@ def run(args):
         draft, (1,), max_length=args.max_length, repetitions=50
     )
     cost = draft_seconds[1] / target_seconds[1]
-    args.verify_costs = {
-        g: target_seconds[g + 1] / target_seconds[1] for g in args.gammas
-    }
+    # Measured like c: v of each gamma's verify pass, for "auto".
+    verify_costs = {g: target_seconds[g + 1] / target_seconds[1] for g in args.gammas}
     fitted = fit_model_free_drafts(target, args)
     rows = []
     for temperature in args.temperatures:
@@ -144,7 +143,9 @@ def run(args):
         ]
         samplers = [base_sampler_for(temperature)]
         for _, draft_model, gamma, c in configs:
-            samplers.append(make_sampler(args, temperature, draft_model, gamma, c))
+            samplers.append(
+                make_sampler(args, temperature, draft_model, gamma, c, verify_costs)
+            )
         # One target instance per sampler, each compiled once; then every
         # repetition times all of them in turn, so that drift of this
         # machine's speed (20% over minutes here) moves baseline and
@@ -196,7 +197,7 @@ def run(args):
     return rows
 
 
-def make_sampler(args, temperature, draft_model, gamma, c):
+def make_sampler(args, temperature, draft_model, gamma, c, verify_costs):
     import keras_specdec
 
     if gamma in ("auto", "heuristic"):
@@ -208,8 +209,7 @@ def make_sampler(args, temperature, draft_model, gamma, c):
             max_speculative_tokens=max(args.gammas),
             gamma_schedule="theorem" if gamma == "auto" else "heuristic",
             cost_coefficient=c,
-            # Measured like c: v of each gamma's verify pass.
-            verify_costs=args.verify_costs,
+            verify_costs=verify_costs,
         )
     return keras_specdec.SpeculativeSampler(
         draft_model, gamma, base_sampler=base_sampler_for(temperature), seed=args.seed

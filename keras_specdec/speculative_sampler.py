@@ -337,6 +337,17 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         def window(x, start, size):
             return ops.slice(x, [0, start], [batch_size, size])
 
+        def decode_window(decoder, state, tokens, start, size):
+            """Feed `tokens[:, start:start + size]` to `decoder` (its cache
+            written at `start`): `(logits (batch, size, vocab), state)`."""
+            return model_utils.decode(
+                decoder,
+                state,
+                window(tokens, start, size),
+                start,
+                window(prompt_mask_buffer, start, size),
+            )
+
         verify_gammas = self._verify_gammas(gamma) if adaptive else [gamma]
         heuristic = adaptive and self.gamma_schedule == "heuristic"
         # Random draws per round: one per draft proposal, the acceptance
@@ -348,7 +359,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
 
         def choose_num_proposed(stats, round_gamma):
             """This round's gamma when adaptive (a scalar <= gamma)."""
-            if self.gamma_schedule == "heuristic":
+            if heuristic:
                 return round_gamma
             # Running alpha over earlier calls and this one, with a
             # uniform prior; gamma maximising Theorem 3.8 for it.
@@ -396,12 +407,8 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 # which all proposals were accepted, the last one was never
                 # fed to the draft, and its cache slot would be a hole.
                 start = ops.maximum(index - 2, 0)
-                draft_logits, draft_cache = model_utils.decode(
-                    self.draft,
-                    draft_cache,
-                    window(tokens, start, 2),
-                    start,
-                    window(prompt_mask_buffer, start, 2),
+                draft_logits, draft_cache = decode_window(
+                    self.draft, draft_cache, tokens, start, 2
                 )
                 draft_logits = ops.take(draft_logits, index - 1 - start, axis=1)
                 draft_token_ids, draft_probs = [], []
@@ -410,12 +417,8 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                         # Past max_length the position is invalid; clamp so
                         # the cache write stays inside the cache.
                         feed = ops.minimum(index + j - 1, max_length - 1)
-                        draft_logits, draft_cache = model_utils.decode(
-                            self.draft,
-                            draft_cache,
-                            window(tokens, feed, 1),
-                            feed,
-                            window(prompt_mask_buffer, feed, 1),
+                        draft_logits, draft_cache = decode_window(
+                            self.draft, draft_cache, tokens, feed, 1
                         )
                         draft_logits = draft_logits[:, 0]
                     if greedy:
@@ -440,12 +443,8 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 # clamped by XLA onto earlier cache slots; the logits are
                 # realigned.
                 verify_start = ops.minimum(index - 1, max_length - k - 1)
-                target_logits, target_cache = model_utils.decode(
-                    model,
-                    target_cache,
-                    window(tokens, verify_start, k + 1),
-                    verify_start,
-                    window(prompt_mask_buffer, verify_start, k + 1),
+                target_logits, target_cache = decode_window(
+                    model, target_cache, tokens, verify_start, k + 1
                 )  # (batch, k + 1, vocab)
                 shift = index - 1 - verify_start
                 rows = ops.minimum(ops.arange(k + 1, dtype="int32") + shift, k)
