@@ -76,22 +76,13 @@ def calibrate(model, train, args):
     rng = np.random.default_rng(12345)
     starts = rng.integers(0, train.size - args.seq_len - 1, size=80 * args.batch_size)
     x, y = windows(train, starts, args.seq_len)
-
-    def fit_steps(first, count):
-        part = slice(first * args.batch_size, (first + count) * args.batch_size)
-        keras.Model.fit(
-            model,
-            {k: v[part] for k, v in x.items()},
-            y[part],
-            batch_size=args.batch_size,
-            verbose=0,
-        )
-
     return calibrate_total_steps(
         model,
         lambda m, steps: compile_model(m, args, steps),
-        fit_steps,
-        args.time_budget_minutes,
+        x,
+        y,
+        batch_size=args.batch_size,
+        minutes=args.time_budget_minutes,
     )
 
 

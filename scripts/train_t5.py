@@ -182,23 +182,14 @@ def batch_indices(num_examples, first, count, seed):
 def calibrate(model, train_src, train_tgt, args):
     idx = np.arange(80 * args.batch_size) % len(train_tgt)
     x, y, w = pack(train_src[idx], train_tgt[idx])
-
-    def fit_steps(first, count):
-        part = slice(first * args.batch_size, (first + count) * args.batch_size)
-        keras.Model.fit(
-            model,
-            {k: v[part] for k, v in x.items()},
-            y[part],
-            sample_weight=w[part],
-            batch_size=args.batch_size,
-            verbose=0,
-        )
-
     return calibrate_total_steps(
         model,
         lambda m, steps: compile_model(m, args, steps),
-        fit_steps,
-        args.time_budget_minutes,
+        x,
+        y,
+        batch_size=args.batch_size,
+        minutes=args.time_budget_minutes,
+        sample_weight=w,
     )
 
 

@@ -34,14 +34,29 @@ def restore_optimizer(model, path, step):
         variable.assign(value)
 
 
-def calibrate_total_steps(model, compile_model, fit_steps, minutes, timed_steps=60):
+def calibrate_total_steps(
+    model, compile_model, x, y, *, batch_size, minutes, sample_weight=None,
+    timed_steps=60,
+):  # fmt: skip
     """Steps that fit in `minutes`, from timing steps here.
 
-    `compile_model(model, total_steps)` compiles; `fit_steps(first, count)`
-    trains steps `first .. first + count - 1` of a calibration batch stream.
-    20 steps warm up (the first compiles), `timed_steps` are timed; the
-    initial weights are put back afterwards.
+    `compile_model(model, total_steps)` compiles; `x` (a dict of arrays), `y`
+    and optional `sample_weight` hold at least 80 batches of calibration
+    data. 20 steps warm up (the first compiles), `timed_steps` are timed;
+    the initial weights are put back afterwards.
     """
+
+    def fit_steps(first, count):
+        part = slice(first * batch_size, (first + count) * batch_size)
+        keras.Model.fit(
+            model,
+            {k: v[part] for k, v in x.items()},
+            y[part],
+            sample_weight=None if sample_weight is None else sample_weight[part],
+            batch_size=batch_size,
+            verbose=0,
+        )
+
     initial_weights = model.get_weights()
     compile_model(model, 1000)
     fit_steps(0, 20)
