@@ -55,14 +55,58 @@ class Draft:
         return cls(**config)
 
 
-def _as_token_array(tokens):
+def _as_token_array(tokens, vocabulary_size, draft_name):
     """Concatenate token ids given as an array, a list of arrays or a
-    `tf.data.Dataset` of token arrays into one flat int64 numpy array."""
+    `tf.data.Dataset` of token arrays into one flat int64 numpy array, after
+    checking they can be counted: at least one token, integer ids in
+    `[0, vocabulary_size)`."""
+    fit = f"{draft_name}.fit"
+    vocabulary_size = _check_vocabulary_size(vocabulary_size, fit)
     if hasattr(tokens, "as_numpy_iterator"):
         tokens = list(tokens.as_numpy_iterator())
     if isinstance(tokens, (list, tuple)):
-        return np.concatenate([np.asarray(t).reshape(-1) for t in tokens])
-    return np.asarray(tokens).reshape(-1)
+        parts = [np.asarray(t).reshape(-1) for t in tokens]
+        tokens = np.concatenate(parts) if parts else np.zeros((0,), "int64")
+    tokens = np.asarray(tokens).reshape(-1)
+    if tokens.size == 0:
+        raise ValueError(
+            f"{fit} got no tokens: pass a non-empty array (or list of arrays, "
+            "or tf.data.Dataset) of token ids to count."
+        )
+    if not np.issubdtype(tokens.dtype, np.integer):
+        if not np.issubdtype(tokens.dtype, np.floating) or np.any(
+            tokens != np.round(tokens)
+        ):
+            raise ValueError(
+                f"{fit} needs integer token ids, got dtype {tokens.dtype}: "
+                "tokenize the text first (e.g. with the target's tokenizer)."
+            )
+    tokens = tokens.astype("int64")
+    bad = (tokens < 0) | (tokens >= vocabulary_size)
+    if np.any(bad):
+        raise ValueError(
+            f"{fit}: token id {int(tokens[bad][0])} is outside the vocabulary "
+            f"[0, {vocabulary_size}) ({int(bad.sum())} ids out of range). Pass the "
+            "target's `vocabulary_size` (e.g. "
+            "`target.backbone.vocabulary_size`) and ids from the same tokenizer."
+        )
+    return tokens
+
+
+def _check_vocabulary_size(vocabulary_size, where):
+    if isinstance(vocabulary_size, bool) or not isinstance(
+        vocabulary_size, (int, np.integer)
+    ):
+        raise ValueError(
+            f"{where}: `vocabulary_size` must be a positive int (the target's "
+            f"vocabulary size), got {vocabulary_size!r}."
+        )
+    if vocabulary_size < 1:
+        raise ValueError(
+            f"{where}: `vocabulary_size` must be positive (the target's "
+            f"vocabulary size), got {vocabulary_size}."
+        )
+    return int(vocabulary_size)
 
 
 @keras.saving.register_keras_serializable(package="keras_specdec")
@@ -81,9 +125,26 @@ class UnigramDraft(Draft):
     """
 
     def __init__(self, probabilities):
-        probabilities = np.asarray(probabilities, dtype="float32")
-        self.probabilities = probabilities / probabilities.sum()
-        self.vocabulary_size = int(probabilities.shape[0])
+        probabilities = np.asarray(probabilities, dtype="float64")
+        if probabilities.ndim != 1 or probabilities.shape[0] < 1:
+            raise ValueError(
+                "UnigramDraft needs `probabilities` of shape (vocabulary_size,), "
+                f"got shape {probabilities.shape}."
+            )
+        if not np.all(np.isfinite(probabilities)) or np.any(probabilities < 0):
+            raise ValueError(
+                "UnigramDraft `probabilities` must be finite and non-negative "
+                "(weights or counts; they are normalised here), got "
+                f"min {np.min(probabilities)}, max {np.max(probabilities)}."
+            )
+        if probabilities.sum() <= 0:
+            raise ValueError(
+                "UnigramDraft `probabilities` are all zero: give at least one "
+                "token a positive weight (e.g. `np.ones(vocabulary_size)` for "
+                "uniform, or `UnigramDraft.fit(token_ids, vocabulary_size)`)."
+            )
+        self.probabilities = (probabilities / probabilities.sum()).astype("float32")
+        self.vocabulary_size = int(self.probabilities.shape[0])
         self._log_probs = keras.Variable(
             np.log(
                 np.maximum(self.probabilities, 1e-30),
@@ -98,8 +159,8 @@ class UnigramDraft(Draft):
     @classmethod
     def fit(cls, tokens, vocabulary_size):
         """Fit from token ids (array, list of arrays or a tf.data pipeline)."""
-        counts = np.bincount(_as_token_array(tokens), minlength=vocabulary_size)
-        return cls(counts[:vocabulary_size])
+        tokens = _as_token_array(tokens, vocabulary_size, "UnigramDraft")
+        return cls(np.bincount(tokens, minlength=vocabulary_size))
 
     @property
     def variables(self):
@@ -126,7 +187,10 @@ class BigramDraft(Draft):
 
     Args:
         next_ids: int `(vocabulary_size, top_k)` successor ids.
-        next_probs: float `(vocabulary_size, top_k)` their probabilities.
+        next_probs: float `(vocabulary_size, top_k)` their non-negative
+            weights, normalised per row here; a slot of weight 0 is unused
+            (whatever id it holds), and a slot id that repeats in a row adds
+            its weights.
 
     >>> draft = BigramDraft.fit(np.array([1, 2, 1, 2, 1, 3]), vocabulary_size=4,
     ...                         top_k=2)
@@ -137,27 +201,62 @@ class BigramDraft(Draft):
     """
 
     def __init__(self, next_ids, next_probs):
-        self.next_ids = np.asarray(next_ids, dtype="int32")
-        self.next_probs = np.asarray(next_probs, dtype="float32")
-        self.vocabulary_size = int(self.next_ids.shape[0])
+        next_ids = np.asarray(next_ids)
+        next_probs = np.asarray(next_probs, dtype="float64")
+        if next_ids.ndim != 2 or next_ids.shape != next_probs.shape:
+            raise ValueError(
+                "BigramDraft needs `next_ids` and `next_probs` of the same shape "
+                f"(vocabulary_size, top_k), got {next_ids.shape} and "
+                f"{next_probs.shape}."
+            )
+        vocabulary_size = next_ids.shape[0]
+        if not np.issubdtype(next_ids.dtype, np.integer):
+            raise ValueError(
+                f"BigramDraft `next_ids` must be integer token ids, got dtype "
+                f"{next_ids.dtype}."
+            )
+        bad = (next_ids < 0) | (next_ids >= vocabulary_size)
+        if np.any(bad):
+            raise ValueError(
+                f"BigramDraft `next_ids` holds id {int(next_ids[bad][0])}, outside "
+                f"the vocabulary [0, {vocabulary_size}) given by its number of rows."
+            )
+        if not np.all(np.isfinite(next_probs)) or np.any(next_probs < 0):
+            raise ValueError(
+                "BigramDraft `next_probs` must be finite and non-negative, got "
+                f"min {np.min(next_probs)}, max {np.max(next_probs)}."
+            )
+        empty = next_probs.sum(1) <= 0
+        if np.any(empty):
+            raise ValueError(
+                f"BigramDraft `next_probs` row {int(np.argmax(empty))} is all zero: "
+                "every token needs at least one successor with positive "
+                "probability (`BigramDraft.fit` fills unseen tokens with the "
+                "unigram top-k)."
+            )
+        self.next_ids = next_ids.astype("int32")
+        self.next_probs = (next_probs / next_probs.sum(1, keepdims=True)).astype(
+            "float32"
+        )
+        self.vocabulary_size = int(vocabulary_size)
         self._next_ids = keras.Variable(
             self.next_ids, trainable=False, dtype="int32", name="bigram_next_ids"
         )
-        self._next_log_probs = keras.Variable(
-            np.where(
-                self.next_probs > 0, np.log(np.maximum(self.next_probs, 1e-30)), NEVER
-            ),
-            trainable=False,
-            dtype="float32",
-            name="bigram_next_log_probs",
+        self._next_probs = keras.Variable(
+            self.next_probs, trainable=False, dtype="float32", name="bigram_next_probs"
         )
 
     @classmethod
     def fit(cls, tokens, vocabulary_size, top_k=16):
         """Fit from token ids (array, list of arrays or a tf.data pipeline)."""
-        tokens = _as_token_array(tokens)
+        tokens = _as_token_array(tokens, vocabulary_size, "BigramDraft")
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
+            raise ValueError(f"BigramDraft.fit: `top_k` must be an int, got {top_k!r}.")
+        if top_k < 1:
+            raise ValueError(f"BigramDraft.fit: `top_k` must be >= 1, got {top_k}.")
+        top_k = min(int(top_k), vocabulary_size)
         previous, following = tokens[:-1], tokens[1:]
-        unigram = np.bincount(tokens, minlength=vocabulary_size)[:vocabulary_size]
+        unigram = np.bincount(tokens, minlength=vocabulary_size)
         fallback_ids = np.argsort(-unigram, kind="stable")[:top_k]
         next_ids = np.tile(fallback_ids, (vocabulary_size, 1))
         next_probs = np.tile(unigram[fallback_ids], (vocabulary_size, 1)).astype(
@@ -171,27 +270,29 @@ class BigramDraft(Draft):
             successors, freq = unique[sel, 1], counts[sel]
             best = np.argsort(-freq, kind="stable")[:top_k]
             k = len(best)
+            # Unused slots: id 0 with probability 0 (they add nothing to q).
             next_ids[token] = 0
             next_probs[token] = 0.0
             next_ids[token, :k] = successors[best]
             next_probs[token, :k] = freq[best]
-        next_probs /= np.maximum(next_probs.sum(1, keepdims=True), 1e-30)
         return cls(next_ids, next_probs)
 
     @property
     def variables(self):
-        return [self._next_ids, self._next_log_probs]
+        return [self._next_ids, self._next_probs]
 
     def decode(self, state, token_ids, index):
-        batch, chunk = ops.shape(token_ids)
-        ids = ops.take(self._next_ids, ops.cast(token_ids, "int32"), axis=0)
-        log_probs = ops.take(self._next_log_probs, ops.cast(token_ids, "int32"), axis=0)
-        # Dense logits: NEVER everywhere but the top-k successors.
+        token_ids = ops.cast(token_ids, "int32")
+        ids = ops.take(self._next_ids, token_ids, axis=0)  # (batch, chunk, top_k)
+        probs = ops.take(self._next_probs, token_ids, axis=0)  # (batch, chunk, top_k)
         one_hot = ops.one_hot(ids, self.vocabulary_size, dtype="float32")
-        # (batch, chunk, top_k, vocab) -> (batch, chunk, vocab)
-        hit = ops.max(one_hot, axis=2)
-        logits = ops.sum(one_hot * log_probs[..., None], axis=2)
-        logits = ops.where(hit > 0, logits, NEVER)
+        # q(x) = sum of the slots holding x: unused slots (probability 0) add
+        # nothing, whatever id they hold. (batch, chunk, top_k, vocab) ->
+        # (batch, chunk, vocab)
+        draft_probs = ops.sum(one_hot * probs[..., None], axis=2)
+        logits = ops.where(
+            draft_probs > 0, ops.log(ops.maximum(draft_probs, 1e-30)), NEVER
+        )
         return logits, state
 
     def get_config(self):

@@ -124,3 +124,81 @@ def test_sequence_distribution_is_exact_with_model_free_drafts(kind):
     assert counts[exact == 0].sum() == 0
     # Same threshold and reasoning as tests/distribution_test.py.
     assert tv < floor_mean + 4 * floor_std, (tv, floor_mean, floor_std)
+
+
+def test_bigram_proposes_token_zero_after_a_token_with_few_successors():
+    # Corpus 1, 0, 1, 0, ...: P(0 | 1) = 1 and P(1 | 0) = 1, each with one
+    # successor, so top_k - 1 slots are unused. They must not hide token 0.
+    draft = drafts.BigramDraft.fit(np.array([1, 0] * 10), vocabulary_size=4, top_k=3)
+    logits, _ = draft.decode((), np.array([[1, 0]]), 0)
+    sampler = keras_hub.samplers.RandomSampler()
+    q = np.asarray(keras_specdec.rejection.adjusted_probabilities(logits, sampler))
+    np.testing.assert_allclose(q[0, 0], [1, 0, 0, 0], atol=1e-6)  # q(. | 1)
+    np.testing.assert_allclose(q[0, 1], [0, 1, 0, 0], atol=1e-6)  # q(. | 0)
+
+
+def test_bigram_probabilities_match_the_counts():
+    tokens = np.array([2, 0, 2, 0, 2, 3, 2, 1, 0, 3])
+    draft = drafts.BigramDraft.fit(tokens, vocabulary_size=5, top_k=4)
+    logits, _ = draft.decode((), np.array([[2, 3, 4]]), 0)
+    q = np.exp(np.asarray(logits))
+    # Successors of 2: 0 twice, 3 once, 1 once.
+    np.testing.assert_allclose(q[0, 0], [0.5, 0.25, 0, 0.25, 0], atol=1e-6)
+    # 3 is followed by 2 once (its last occurrence has no successor).
+    np.testing.assert_allclose(q[0, 1], [0, 0, 1, 0, 0], atol=1e-6)
+    # 4 never occurs as a predecessor: the unigram top-4 (2: 4, 0: 3, 3: 2, 1: 1).
+    np.testing.assert_allclose(q[0, 2], [0.3, 0.1, 0.4, 0.2, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("fit", [drafts.UnigramDraft.fit, drafts.BigramDraft.fit])
+@pytest.mark.parametrize(
+    "tokens", [[], np.array([]), np.zeros((0,), "int32"), [np.zeros((0,), "int32")]]
+)
+def test_fit_without_tokens_is_refused(fit, tokens):
+    with pytest.raises(ValueError, match="got no tokens"):
+        fit(tokens, 8)
+
+
+@pytest.mark.parametrize("fit", [drafts.UnigramDraft.fit, drafts.BigramDraft.fit])
+def test_fit_with_ids_outside_the_vocabulary_is_refused(fit):
+    with pytest.raises(
+        ValueError, match=r"token id 9 is outside the vocabulary \[0, 8\)"
+    ):
+        fit(np.array([1, 2, 9, 3]), 8)
+    with pytest.raises(ValueError, match=r"token id -1 is outside"):
+        fit(np.array([1, -1]), 8)
+    with pytest.raises(ValueError, match="integer token ids"):
+        fit(np.array([0.5, 1.0]), 8)
+    with pytest.raises(ValueError, match="vocabulary_size. must be a positive int"):
+        fit(np.array([1, 2]), "8")
+
+
+def test_unigram_refuses_weights_that_are_not_a_distribution():
+    with pytest.raises(ValueError, match="all zero"):
+        drafts.UnigramDraft(np.zeros(8))
+    with pytest.raises(ValueError, match="non-negative"):
+        drafts.UnigramDraft([0.5, -0.1, 0.6])
+    with pytest.raises(ValueError, match="non-negative"):
+        drafts.UnigramDraft([0.5, np.nan])
+    with pytest.raises(ValueError, match="shape"):
+        drafts.UnigramDraft(np.ones((2, 3)))
+    np.testing.assert_allclose(drafts.UnigramDraft([1, 3]).probabilities, [0.25, 0.75])
+
+
+def test_bigram_refuses_bad_tables():
+    with pytest.raises(ValueError, match="same shape"):
+        drafts.BigramDraft(np.zeros((3, 2), "int32"), np.ones((3, 1)))
+    with pytest.raises(ValueError, match="id 5, outside the vocabulary"):
+        drafts.BigramDraft([[5], [0], [1]], np.ones((3, 1)))
+    with pytest.raises(ValueError, match="non-negative"):
+        drafts.BigramDraft([[0], [0], [1]], [[1.0], [-1.0], [1.0]])
+    with pytest.raises(ValueError, match="row 1 is all zero"):
+        drafts.BigramDraft([[0], [0], [1]], [[1.0], [0.0], [1.0]])
+
+
+def test_fit_on_a_single_token():
+    bigram = drafts.BigramDraft.fit(np.array([3]), vocabulary_size=5, top_k=2)
+    logits, _ = bigram.decode((), np.array([[0, 3]]), 0)
+    assert np.asarray(logits).argmax(-1).tolist() == [[3, 3]]
+    unigram = drafts.UnigramDraft.fit([np.array([3])], vocabulary_size=5)
+    assert unigram.probabilities.tolist() == [0, 0, 0, 1, 0]
