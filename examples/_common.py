@@ -9,7 +9,6 @@ import os
 import socket
 import sys
 import threading
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -180,18 +179,13 @@ def timed_outputs(model, inputs, max_length, repetitions):
     """Generate every input (batch 1) once as warm-up (compilation, excluded),
     then `repetitions` timed passes over all inputs. Returns (outputs of the
     warm-up pass, first-pass seconds, median seconds per pass)."""
-    import numpy as np
+    from keras_specdec import analysis
 
-    start = time.perf_counter()
-    outputs = [model.generate(x, max_length=max_length) for x in inputs]
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repetitions):
-        start = time.perf_counter()
-        for x in inputs:
-            model.generate(x, max_length=max_length)
-        times.append(time.perf_counter() - start)
-    return outputs, first, float(np.median(times))
+    def one_pass():
+        return [model.generate(x, max_length=max_length) for x in inputs]
+
+    outputs, first = analysis.timed_call(one_pass)
+    return outputs, first, analysis.median_seconds(one_pass, repetitions, warmup=0)
 
 
 def compare(target, draft, inputs, args):

@@ -93,6 +93,73 @@ def speedup_lower_bound(alpha, c):
     return (1.0 + alpha) / (1.0 + c)
 
 
+def _wait_for(result):
+    """Block until `result`'s arrays are computed (JAX dispatches
+    asynchronously: without this a timer would stop before the work ends)."""
+    try:
+        import jax
+    except ImportError:  # other backends compute eagerly
+        return result
+    return jax.block_until_ready(result)
+
+
+def timed_call(fn):
+    """`(result, seconds)` of one call of `fn()`, waiting for its arrays.
+    The first call of a compiled function: its compile time included."""
+    start = time.perf_counter()
+    result = _wait_for(fn())
+    return result, time.perf_counter() - start
+
+
+def median_seconds(fns, repetitions, *, warmup=1, divide_by=1):
+    """Median wall-clock seconds of a call, the one timing loop of this
+    project (demo, examples, scripts, `measure_step_seconds`).
+
+    Each callable is first called `warmup` times untimed (compilation), then
+    `repetitions` times timed. With several callables every repetition times
+    each in turn, starting at a different one each time, so that drift of a
+    busy machine's speed moves them together instead of biasing their ratio.
+    Arrays in a call's result are waited for before its clock stops.
+
+    Args:
+        fns: a callable, or a dict `{name: callable}` or list of callables.
+        repetitions: timed calls of each callable (>= 1).
+        warmup: untimed calls of each callable before timing.
+        divide_by: divide each call's seconds by this (e.g. the number of
+            steps one call runs, for seconds per step).
+
+    Returns:
+        A float for one callable; else a dict or list of floats, like `fns`.
+
+    >>> seconds = median_seconds(lambda: sum(range(1000)), 5)
+    >>> 0 < seconds < 1
+    True
+    >>> sorted(median_seconds({"a": lambda: 1, "b": lambda: 2}, 3))
+    ['a', 'b']
+    """
+    if isinstance(repetitions, bool) or int(repetitions) != repetitions:
+        raise ValueError(f"`repetitions` must be an int >= 1, got {repetitions!r}.")
+    if repetitions < 1:
+        raise ValueError(
+            f"`repetitions` must be >= 1 (a median needs at least one timed "
+            f"call), got {repetitions}."
+        )
+    if callable(fns):
+        return median_seconds([fns], repetitions, warmup=warmup, divide_by=divide_by)[0]
+    keys = list(fns) if isinstance(fns, dict) else list(range(len(fns)))
+    calls = [fns[k] for k in keys]
+    for call in calls:
+        for _ in range(warmup):
+            _wait_for(call())
+    times = [[] for _ in calls]
+    for repetition in range(int(repetitions)):
+        for k in range(len(calls)):
+            i = (k + repetition) % len(calls)
+            times[i].append(timed_call(calls[i])[1] / divide_by)
+    medians = [float(np.median(t)) for t in times]
+    return dict(zip(keys, medians)) if isinstance(fns, dict) else medians
+
+
 def measure_step_seconds(
     model,
     chunk_sizes=(1,),
@@ -150,18 +217,15 @@ def measure_step_seconds(
     chunks = {size: ops.ones((batch_size, size), "int32") for size in chunk_sizes}
 
     def call(size):
-        jax.block_until_ready(steps(variables, state, chunks[size], index))
+        return lambda: steps(variables, state, chunks[size], index)
 
-    for size in chunk_sizes:  # compile and warm up
-        call(size)
-        call(size)
-    times = {size: [] for size in chunk_sizes}
-    for _ in range(repetitions):
-        for size in chunk_sizes:
-            start = time.perf_counter()
-            call(size)
-            times[size].append((time.perf_counter() - start) / steps_per_call)
-    return {size: float(np.median(t)) for size, t in times.items()}
+    # Warm-up: compile, then one more call per size.
+    return median_seconds(
+        {size: call(size) for size in chunk_sizes},
+        repetitions,
+        warmup=2,
+        divide_by=steps_per_call,
+    )
 
 
 def measure_cost_coefficient(target, draft, **kwargs):

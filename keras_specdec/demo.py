@@ -6,24 +6,8 @@ python -m keras_specdec.demo --sampler random --temperature 1.0
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-
-
-def timed_generate(model, prompt, max_length, repetitions):
-    """(text, compile-and-first-call seconds, median seconds of later calls)."""
-    import numpy as np
-
-    start = time.perf_counter()
-    text = model.generate(prompt, max_length=max_length)
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repetitions):
-        start = time.perf_counter()
-        model.generate(prompt, max_length=max_length)
-        times.append(time.perf_counter() - start)
-    return text, first, float(np.median(times))
 
 
 def main(argv=None):
@@ -62,10 +46,13 @@ def main(argv=None):
         help="timed calls after the compiling one (median)",
     )
     args = parser.parse_args(argv)
+    if args.repetitions < 1:
+        parser.error(f"--repetitions must be at least 1, got {args.repetitions}.")
 
     import keras_hub
 
     import keras_specdec
+    from keras_specdec import analysis
 
     target, draft = keras_specdec.pairs.load(args.pair)
     if args.prompt is None:
@@ -89,10 +76,17 @@ def main(argv=None):
         )
         return keras_hub.samplers.get({"class_name": args.sampler, "config": kwargs})
 
+    # Fixed work: stop tokens off, so both runs generate the same number of
+    # tokens (with sampling they would otherwise stop at different lengths and
+    # the walltimes would not compare).
+    def generate():
+        return target.generate(
+            args.prompt, max_length=args.max_length, stop_token_ids=None
+        )
+
     target.compile(sampler=base())
-    plain, plain_first, plain_time = timed_generate(
-        target, args.prompt, args.max_length, args.repetitions
-    )
+    plain, plain_first = analysis.timed_call(generate)
+    plain_time = analysis.median_seconds(generate, args.repetitions, warmup=0)
 
     sampler = keras_specdec.SpeculativeSampler(
         draft=draft,
@@ -101,11 +95,9 @@ def main(argv=None):
         seed=args.seed,
     )
     target.compile(sampler=sampler)
-    spec, spec_first, _ = timed_generate(target, args.prompt, args.max_length, 0)
+    spec, spec_first = analysis.timed_call(generate)
     sampler.reset_stats()
-    _, _, spec_time = timed_generate(
-        target, args.prompt, args.max_length, args.repetitions
-    )
+    spec_time = analysis.median_seconds(generate, args.repetitions, warmup=0)
     stats = sampler.stats()
 
     print("=" * 72)
@@ -128,6 +120,11 @@ def main(argv=None):
     print(
         f"measured speedup:         {plain_time / spec_time:.2f}x "
         f"(median of {args.repetitions}, same machine, same run)"
+    )
+    print(
+        "timed work:               fixed; both fill --max-length "
+        f"{args.max_length} with stop tokens off (stop_token_ids=None), so "
+        "each call generates the same number of tokens"
     )
     return plain, spec, stats
 

@@ -1,8 +1,9 @@
 """Adaptive gamma vs a fixed gamma on the shipped code pair, one process.
 
-    python scripts/auto_gamma_probe.py [--c 0.123] [--fixed 6]
+    python scripts/auto_gamma_probe.py [--fixed 6] [--max-length 128]
 
-Times greedy generate (4 code prompts x 3, median, compile excluded) with the
+Times greedy generate (median of 3 passes over the code prompts, compile
+excluded, stop tokens off) with the
 target alone, a fixed gamma, `"auto"` (Theorem 3.8 with c and verify costs
 measured here), `"auto"` without verify costs, and the heuristic schedule;
 prints the speedups and the mean gamma per round each chose.
@@ -10,11 +11,8 @@ prints the speedups and the mean gamma per round each chose.
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-
-import numpy as np  # noqa: E402
 
 import keras_specdec  # noqa: E402
 from keras_specdec import analysis  # noqa: E402
@@ -34,19 +32,20 @@ def main():
     print(f"c = {c:.3f}, verify costs {verify_costs}")
 
     def median_seconds(sampler):
+        """Median seconds of one greedy pass over the code prompts (3 passes
+        after a compiling call), with `sampler` compiled in."""
         target.compile(sampler=sampler)
         target.generate(
             CODE_PROMPTS[0], max_length=args.max_length, stop_token_ids=None
         )
         if hasattr(sampler, "reset_stats"):
             sampler.reset_stats()
-        times = []
-        for _ in range(3):
+
+        def one_pass():
             for prompt in CODE_PROMPTS:
-                start = time.perf_counter()
                 target.generate(prompt, max_length=args.max_length, stop_token_ids=None)
-                times.append(time.perf_counter() - start)
-        return float(np.median(times))
+
+        return analysis.median_seconds(one_pass, 3, warmup=0)
 
     base = median_seconds("greedy")
     S = keras_specdec.SpeculativeSampler

@@ -18,7 +18,6 @@ Rows have the same fields as `python -m keras_specdec.benchmark`.
 import argparse
 import json
 import os
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -62,18 +61,22 @@ def prompt_inputs(token_ids, max_length):
 
 
 def time_generate(model, prompts, repetitions):
-    start = time.perf_counter()
-    out = model.generate(prompts[0], stop_token_ids=None)
-    np.asarray(out["token_ids"])
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repetitions):
-        for prompt in prompts:
-            start = time.perf_counter()
-            out = model.generate(prompt, stop_token_ids=None)
-            np.asarray(out["token_ids"])
-            times.append(time.perf_counter() - start)
-    return first, float(np.median(times))
+    """(first call seconds, median seconds per call over `repetitions` passes
+    over every prompt)."""
+    from keras_specdec import analysis
+
+    def call(prompt):
+        return lambda: model.generate(prompt, stop_token_ids=None)
+
+    _, first = analysis.timed_call(call(prompts[0]))
+    if not repetitions:
+        return first, None
+    # One median per prompt would weigh prompts unequally; time passes over
+    # all prompts instead, one call each, and divide.
+    per_pass = analysis.median_seconds(
+        lambda: [call(p)() for p in prompts], repetitions, warmup=0
+    )
+    return first, per_pass / len(prompts)
 
 
 def main():

@@ -69,3 +69,27 @@ def test_estimate_alpha_and_cost_coefficient_on_models():
     assert 0.0 < alpha < 1.0
     c = analysis.measure_cost_coefficient(target, other, max_length=32, repetitions=5)
     assert math.isfinite(c) and c > 0
+
+
+def test_median_seconds_times_each_call_in_turn_after_warmup():
+    calls = []
+
+    def make(name):
+        return lambda: calls.append(name)
+
+    medians = analysis.median_seconds({"a": make("a"), "b": make("b")}, 3, warmup=2)
+    assert set(medians) == {"a", "b"}
+    assert all(0 <= m < 1 for m in medians.values())
+    # Warm-up first (untimed), then each repetition times both, starting at a
+    # different one each time.
+    assert calls == ["a", "a", "b", "b", "a", "b", "b", "a", "a", "b"]
+    single = analysis.median_seconds(lambda: None, 1, warmup=0, divide_by=4)
+    assert isinstance(single, float)
+    with pytest.raises(ValueError, match="at least one timed call"):
+        analysis.median_seconds(lambda: None, 0)
+
+
+def test_median_seconds_is_the_median(monkeypatch):
+    clock = iter([0.0, 1.0, 10.0, 13.0, 20.0, 22.0])  # calls of 1, 3 and 2 s
+    monkeypatch.setattr(analysis.time, "perf_counter", lambda: next(clock))
+    assert analysis.median_seconds(lambda: None, 3, warmup=0) == 2.0
