@@ -11,6 +11,7 @@ relative to one target step.
 """
 
 import time
+import warnings
 
 import numpy as np
 
@@ -260,26 +261,152 @@ def expected_speedup_with_verify_cost(alpha, gamma, c, verify_cost):
     return expected_tokens_per_step(alpha, gamma) / (gamma * c + verify_cost)
 
 
-def estimate_alpha(target, draft, inputs, *, base_sampler="greedy"):
+_CAUSAL_KEYS = ("token_ids", "padding_mask")
+_SEQ2SEQ_KEYS = (
+    "encoder_token_ids",
+    "encoder_padding_mask",
+    "decoder_token_ids",
+    "decoder_padding_mask",
+)
+_ESTIMATE_ALPHA_TAKES = (
+    "estimate_alpha takes text the target can be teacher-forced on: for a "
+    "causal LM, strings (with a preprocessor attached to the target) or a dict "
+    "of `token_ids` and `padding_mask` `(batch, length)`; for a seq2seq LM, a "
+    "dict of `encoder_text` and `decoder_text` strings (the decoder side is "
+    "needed: alpha is measured on the decoder's tokens) or of "
+    "`encoder_token_ids`, `encoder_padding_mask`, `decoder_token_ids` and "
+    "`decoder_padding_mask`."
+)
+
+
+def _is_seq2seq(model):
+    import keras_hub
+
+    return isinstance(model, keras_hub.models.Seq2SeqLM)
+
+
+def _is_text(value):
+    if isinstance(value, (str, bytes)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return len(value) > 0 and all(isinstance(v, (str, bytes)) for v in value)
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and getattr(dtype, "name", str(dtype)) == "string":
+        return True  # a tf.string tensor
+    return isinstance(value, np.ndarray) and value.dtype.kind in "USO"
+
+
+def _teacher_forcing_inputs(target, inputs, sequence_length):
+    """`(model inputs, mask)`: token inputs for one forward pass from what
+    `generate()` accepts, and `(batch, length)` bool: True where the
+    prediction at a position is for a real next token."""
+    import keras
+
+    seq2seq = _is_seq2seq(target)
+    keys = _SEQ2SEQ_KEYS if seq2seq else _CAUSAL_KEYS
+    text = _is_text(inputs) or (
+        isinstance(inputs, dict)
+        and bool(inputs)
+        and all(_is_text(v) for v in inputs.values())
+    )
+    if text:
+        if target.preprocessor is None:
+            raise ValueError(
+                "estimate_alpha got text, but the target has no preprocessor to "
+                "tokenize it: attach one (e.g. the preset's) or pass token ids. "
+                + _ESTIMATE_ALPHA_TAKES
+            )
+        if seq2seq and not (
+            isinstance(inputs, dict) and {"encoder_text", "decoder_text"} <= set(inputs)
+        ):
+            raise ValueError(
+                "estimate_alpha with a seq2seq target needs the decoder side "
+                "too: pass {'encoder_text': sources, 'decoder_text': "
+                "references}. " + _ESTIMATE_ALPHA_TAKES
+            )
+        if isinstance(inputs, (str, bytes)):
+            inputs = [inputs]
+        if isinstance(inputs, dict):
+            inputs = {
+                k: [v] if isinstance(v, (str, bytes)) else v for k, v in inputs.items()
+            }
+        x, _, next_mask = keras.utils.unpack_x_y_sample_weight(
+            target.preprocessor(inputs, sequence_length=sequence_length)
+        )
+        x = {k: np.asarray(x[k]) for k in keys}
+        mask_key = "decoder_padding_mask" if seq2seq else "padding_mask"
+        # The preprocessor's sample weight marks positions whose next token
+        # is real (the last token of a full row included).
+        return x, x[mask_key].astype(bool) & np.asarray(next_mask).astype(bool)
+    if not isinstance(inputs, dict) or not set(keys) <= set(inputs):
+        got = (
+            f"a dict with keys {sorted(inputs)}"
+            if isinstance(inputs, dict)
+            else type(inputs).__name__
+        )
+        raise ValueError(f"estimate_alpha got {got}. " + _ESTIMATE_ALPHA_TAKES)
+    x = {k: np.asarray(inputs[k]) for k in keys}
+    if x[keys[0]].ndim == 1:  # one unbatched sequence, as generate() allows
+        x = {k: v[None] for k, v in x.items()}
+    mask = x["decoder_padding_mask" if seq2seq else "padding_mask"].astype(bool)
+    # The prediction at position t is for token t + 1: count it where both
+    # positions are real tokens.
+    next_mask = np.zeros_like(mask)
+    next_mask[:, :-1] = mask[:, :-1] & mask[:, 1:]
+    return x, next_mask
+
+
+def estimate_alpha(
+    target, draft, inputs, *, base_sampler="greedy", sequence_length=None
+):
     """alpha from the two models' distributions on real text, without running
     speculative decoding: the mean over non-padding positions of
     sum_x min(p(x), q(x)), with p, q the base sampler's adjusted
     distributions given the true prefix (teacher forcing).
 
     Args:
-        target, draft: KerasHub causal LMs sharing a vocabulary.
-        inputs: dict with `token_ids` and `padding_mask` `(batch, length)`.
+        target, draft: KerasHub causal LMs, or seq2seq LMs, sharing a
+            vocabulary.
+        inputs: what `generate()` takes, with the whole text: for a causal
+            LM, strings (tokenized by the target's preprocessor, with its
+            start and end tokens) or a dict of `token_ids` and `padding_mask`
+            `(batch, length)`; for a seq2seq LM, a dict of `encoder_text` and
+            `decoder_text` strings or of `encoder_token_ids`,
+            `encoder_padding_mask`, `decoder_token_ids` and
+            `decoder_padding_mask`.
         base_sampler: as for `SpeculativeSampler`.
+        sequence_length: for strings, the length to pad or truncate to
+            (decoder length for seq2seq); default the preprocessor's.
     """
     from keras_specdec import rejection
     from keras_specdec.speculative_sampler import _get_base_sampler
 
     base_sampler = _get_base_sampler(base_sampler)
-    inputs = {k: np.asarray(inputs[k]) for k in ("token_ids", "padding_mask")}
-    p = rejection.adjusted_probabilities(target.predict_on_batch(inputs), base_sampler)
-    q = rejection.adjusted_probabilities(draft.predict_on_batch(inputs), base_sampler)
-    beta = acceptance_rate(np.asarray(p), np.asarray(q), per_position=True)
-    # The prediction at position t is for token t + 1: count it where both
-    # positions are real tokens.
-    mask = inputs["padding_mask"][:, :-1] & inputs["padding_mask"][:, 1:]
-    return float(beta[:, :-1][mask].mean())
+    if _is_seq2seq(target) != _is_seq2seq(draft):
+        raise ValueError(
+            "estimate_alpha needs a target and a draft of the same kind (both "
+            f"causal or both seq2seq), got {type(target).__name__} and "
+            f"{type(draft).__name__}."
+        )
+    x, mask = _teacher_forcing_inputs(target, inputs, sequence_length)
+    if not mask.any():
+        raise ValueError(
+            "estimate_alpha found no position with a real next token: each "
+            "row needs at least two real tokens (padding_mask True)."
+        )
+    with warnings.catch_warnings():
+        # Keras warns that T5's attention layers "destroy the mask" of the
+        # embeddings; T5 reads the padding masks from its inputs instead.
+        warnings.filterwarnings(
+            "ignore", message=".*will therefore destroy the mask", category=UserWarning
+        )
+        # Called directly on token ids: `predict_on_batch` would run an
+        # attached preprocessor again. (batch, length, vocab)
+        target_logits = target(x, training=False)
+        draft_logits = draft(x, training=False)
+    target_probs = rejection.adjusted_probabilities(target_logits, base_sampler)
+    draft_probs = rejection.adjusted_probabilities(draft_logits, base_sampler)
+    beta = acceptance_rate(
+        np.asarray(target_probs), np.asarray(draft_probs), per_position=True
+    )
+    return float(beta[mask].mean())

@@ -93,3 +93,98 @@ def test_median_seconds_is_the_median(monkeypatch):
     clock = iter([0.0, 1.0, 10.0, 13.0, 20.0, 22.0])  # calls of 1, 3 and 2 s
     monkeypatch.setattr(analysis.time, "perf_counter", lambda: next(clock))
     assert analysis.median_seconds(lambda: None, 3, warmup=0) == 2.0
+
+
+def tiny_gpt2_with_preprocessor(seed):
+    import keras_hub
+
+    model = tiny_causal_lm("gpt2", "target", seed=seed)
+    vocab_size = model.backbone.vocabulary_size
+    # Byte-level BPE with one merge ("ca"): otherwise one token per character.
+    pieces = ["<|endoftext|>", "\u0120", "ca"] + list("abcdefghijklmnopqrstuvwxyz.")
+    pieces += [f"x{i}" for i in range(vocab_size - len(pieces))]
+    tokenizer = keras_hub.models.GPT2Tokenizer(
+        vocabulary={piece: i for i, piece in enumerate(pieces)}, merges=["c a"]
+    )
+    model.preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
+        tokenizer, sequence_length=24
+    )
+    return model
+
+
+def test_estimate_alpha_on_strings_matches_token_ids():
+    target = tiny_gpt2_with_preprocessor(seed=1)
+    draft = noisy_copy(target, 1.0, seed=2)
+    draft.preprocessor = None  # the target's tokenizer is used for both
+    texts = ["the cat sat on the mat.", "a dog."]
+    alpha = analysis.estimate_alpha(target, draft, texts, base_sampler="random")
+    assert 0.0 < alpha < 1.0
+    # Same tokens by hand: start token, characters, end token, padding.
+    x, _, _ = target.preprocessor(texts)
+    ids = np.asarray(x["token_ids"])
+    assert ids[1, 0] == 0 and ids[1, 7] == 0  # "<|endoftext|>" a dog. "<|e..|>"
+    # Characters ("ca" is one token), with start and end tokens.
+    lengths = [len(t.replace("ca", "c")) + 2 for t in texts]
+    mask = np.arange(24)[None, :] < np.array(lengths)[:, None]
+    by_hand = analysis.estimate_alpha(
+        target,
+        draft,
+        {"token_ids": ids * mask, "padding_mask": mask},
+        base_sampler="random",
+    )
+    assert alpha == pytest.approx(by_hand, abs=1e-6)
+    one = analysis.estimate_alpha(target, draft, texts[0], base_sampler="random")
+    assert 0.0 < one < 1.0
+
+
+def test_estimate_alpha_says_what_it_takes():
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    with pytest.raises(ValueError, match="no preprocessor to tokenize it"):
+        analysis.estimate_alpha(target, target, ["some text"])
+    with pytest.raises(ValueError, match=r"keys \['ids'\].*token_ids"):
+        analysis.estimate_alpha(target, target, {"ids": np.ones((1, 4), "int32")})
+    with pytest.raises(ValueError, match="got ndarray"):
+        analysis.estimate_alpha(target, target, np.ones((1, 4), "int32"))
+    with pytest.raises(ValueError, match="no position with a real next token"):
+        analysis.estimate_alpha(
+            target,
+            target,
+            {"token_ids": np.ones((1, 4), "int32"), "padding_mask": [[1, 0, 0, 0]]},
+        )
+
+
+def test_estimate_alpha_seq2seq_on_text_and_token_ids():
+    import keras
+    import keras_hub
+    from fake_pairs import SENTENCES_DE, SENTENCES_EN, sentencepiece_proto
+
+    tokenizer = keras_hub.models.T5Tokenizer(
+        proto=sentencepiece_proto(SENTENCES_EN + SENTENCES_DE)
+    )
+    keras.utils.set_random_seed(1)
+    backbone = keras_hub.models.T5Backbone(
+        vocabulary_size=tokenizer.vocabulary_size(),
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+    )
+    preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(
+        tokenizer=tokenizer, encoder_sequence_length=16, decoder_sequence_length=16
+    )
+    target = keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=preprocessor)
+    draft = noisy_copy(target, 1.0, seed=2)
+    text = {"encoder_text": SENTENCES_EN[:2], "decoder_text": SENTENCES_DE[:2]}
+    alpha = analysis.estimate_alpha(target, draft, text, base_sampler="random")
+    assert 0.0 < alpha < 1.0
+    x, _, next_mask = preprocessor(text)
+    x = {k: np.asarray(v) for k, v in x.items()}
+    # Token ids: the decoder's last real token (its end token) has no next
+    # token in x, so by hand one position per row fewer is counted.
+    by_hand = analysis.estimate_alpha(target, draft, x, base_sampler="random")
+    assert 0.0 < by_hand < 1.0
+    assert np.asarray(next_mask).sum() == x["decoder_padding_mask"].sum()
+    with pytest.raises(ValueError, match="needs the decoder side"):
+        analysis.estimate_alpha(target, draft, SENTENCES_EN[:2])
+    with pytest.raises(ValueError, match="same kind"):
+        analysis.estimate_alpha(target, tiny_causal_lm("gpt2", "target"), text)
