@@ -65,6 +65,7 @@ def main(argv=None):
         "--prefix", default=None, help=f"input prefix (presets: {PREFIX!r})"
     )
     args = parser.parse_args(argv)
+    _common.ignore_t5_mask_warning()
 
     if args.offline_pairs:
         print(STAND_IN)

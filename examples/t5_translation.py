@@ -89,6 +89,7 @@ def main(argv=None):
         "--prefix", default=None, help=f"source prefix (presets: {PREFIX!r})"
     )
     args = parser.parse_args(argv)
+    _common.ignore_t5_mask_warning()
 
     setup = offline_setup if args.offline_pairs else online_setup
     target, draft, rows, prefix, source = setup(args)

@@ -29,6 +29,9 @@ import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import sacrebleu  # noqa: E402
 import sentencepiece as spm  # noqa: E402
+from training_utils import ignore_t5_mask_warning  # noqa: E402  (scripts/ on sys.path)
+
+ignore_t5_mask_warning()
 
 PAD, EOS = 0, 1
 

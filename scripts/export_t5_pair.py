@@ -32,7 +32,7 @@ CONFIG_KEYS = ("layers", "hidden", "heads", "intermediate", "key_value_dim", "dr
 
 
 from float16_weights import exported_record, store_preset_float16  # noqa: E402  (scripts/ on sys.path)
-from train_t5 import load_trained  # noqa: E402
+from train_t5 import load_trained  # noqa: E402  (also silences T5's mask warning)
 
 
 def main():

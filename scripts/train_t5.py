@@ -44,9 +44,12 @@ import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 from training_utils import (  # noqa: E402  (scripts/ is on sys.path)
     calibrate_total_steps,
+    ignore_t5_mask_warning,
     restore_optimizer,
     save_optimizer,
 )
+
+ignore_t5_mask_warning()
 
 PAD = 0  # T5's pad id, also its decoder start token
 

@@ -8,6 +8,21 @@ import keras
 import numpy as np
 
 
+def ignore_t5_mask_warning():
+    """Silence Keras' "Layer 'self_attention' (of type T5MultiHeadAttention)
+    ... will therefore destroy the mask information" UserWarning, printed
+    whenever a T5 model is built: T5's attention reads the padding mask from
+    its inputs, not from Keras' implicit mask, so nothing is lost. Only that
+    message is filtered, for this process."""
+    import warnings
+
+    warnings.filterwarnings(
+        "ignore",
+        message=r".*\(of type T5MultiHeadAttention\).*destroy the mask",
+        category=UserWarning,
+    )
+
+
 def save_optimizer(model, path):
     values = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
     with open(path + ".tmp", "wb") as f:
