@@ -157,8 +157,9 @@ def check_preset(preset, task_cls_name):
         )
 
 
-def check_all(dataset=None, presets=()):
-    """Run every check, then fail once listing all problems."""
+def check_all(dataset=None, presets=(), packages=()):
+    """Run every check (dataset, presets, installed packages), then fail once
+    listing all problems."""
     problems = []
     if dataset is not None:
         try:
@@ -170,8 +171,9 @@ def check_all(dataset=None, presets=()):
             check_preset(preset, task_cls_name)
         except Unavailable as error:
             problems.append(str(error))
+    problems += missing_packages(packages)
     if problems:
-        fail(problems)
+        fail(problems, offline_hint=dataset is not None or bool(presets))
 
 
 # --------------------------------------------------------------------------
@@ -242,28 +244,28 @@ def bleu(hypotheses, references):
 
 
 def rouge_l(hypotheses, references):
-    """Mean ROUGE-L F1 over whitespace tokens (no stemming)."""
+    """Mean ROUGE-L F1 in percent, by `keras_hub.metrics.RougeL` (Google's
+    `rouge_score`: lower-cased, split on non-alphanumerics, no stemming)."""
+    import keras_hub
 
-    def lcs(a, b):
-        row = [0] * (len(b) + 1)
-        for x in a:
-            previous = 0
-            for j, y in enumerate(b):
-                current = row[j + 1]
-                row[j + 1] = previous + 1 if x == y else max(row[j + 1], row[j])
-                previous = current
-        return row[-1]
+    metric = keras_hub.metrics.RougeL(use_stemmer=False)  # stateful: a new one
+    return 100.0 * float(metric(list(references), list(hypotheses))["f1_score"])
 
-    scores = []
-    for hyp, ref in zip(hypotheses, references):
-        h, r = hyp.lower().split(), ref.lower().split()
-        common = lcs(h, r)
-        if not h or not r or not common:
-            scores.append(0.0)
-            continue
-        p, q = common / len(h), common / len(r)
-        scores.append(2 * p * q / (p + q))
-    return 100.0 * sum(scores) / max(len(scores), 1)
+
+def missing_packages(modules):
+    """Problems for the packages in `modules` (import names, e.g.
+    "sacrebleu", "rouge_score") that are not installed."""
+    import importlib.util
+
+    pip_names = {"rouge_score": "rouge-score"}
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return []
+    names = " ".join(pip_names.get(m, m) for m in missing)
+    return [
+        f"- the quality metrics need {', '.join(missing)}: `pip install {names}` "
+        '(or `pip install "keras-specdec[bench]"`).'
+    ]
 
 
 def add_common_flags(parser, default_target, default_draft, default_max_length):

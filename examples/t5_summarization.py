@@ -27,6 +27,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import _common  # noqa: E402
 import t5_translation  # noqa: E402
 
+METRICS = ("rouge_score", "sacrebleu")  # quality metrics: import names
 DATASET = "cnn_dailymail"
 PREFIX = "summarize: "
 STAND_IN = (
@@ -42,6 +43,7 @@ def online_setup(args):
     _common.check_all(
         dataset=(DATASET, args.data_dir, args.split),
         presets=[(args.target, "T5Seq2SeqLM"), (args.draft, "T5Seq2SeqLM")],
+        packages=METRICS,
     )
     rows = _common.load_tfds(
         DATASET, args.data_dir, args.split, args.num_examples, ("article", "highlights")
@@ -66,6 +68,8 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     _common.ignore_t5_mask_warning()
+    if args.offline_pairs:
+        _common.check_all(packages=METRICS)
 
     if args.offline_pairs:
         print(STAND_IN)

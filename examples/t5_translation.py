@@ -27,6 +27,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import _common  # noqa: E402
 
+METRICS = ("sacrebleu",)  # quality metrics: import names
 DATASET = "wmt14_translate/de-en"
 PREFIX = "translate English to German: "
 # Used when the shipped pair has no held-out files.
@@ -66,6 +67,7 @@ def online_setup(args):
     _common.check_all(
         dataset=(DATASET, args.data_dir, args.split),
         presets=[(args.target, "T5Seq2SeqLM"), (args.draft, "T5Seq2SeqLM")],
+        packages=METRICS,
     )
     rows = _common.load_tfds(
         DATASET, args.data_dir, args.split, args.num_examples, ("en", "de")
@@ -90,6 +92,8 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     _common.ignore_t5_mask_warning()
+    if args.offline_pairs:
+        _common.check_all(packages=METRICS)
 
     setup = offline_setup if args.offline_pairs else online_setup
     target, draft, rows, prefix, source = setup(args)

@@ -216,3 +216,32 @@ def test_notebook_sharding_cell_on_two_host_devices():
     out = execute_notebook({"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     assert "NamedSharding" in out
     assert "same as unsharded greedy: True" in out
+
+
+def test_rouge_l_is_keras_hub_rouge_l():
+    pytest.importorskip("rouge_score")
+    common = import_script("_common")
+    hypotheses = ["The cat sat on the mat.", "a b c d e", ""]
+    references = ["the cat is on the mat", "e d c b a", "nothing"]
+    # LCS by hand on rouge_score's tokens (lower case, alphanumerics):
+    # 5 of 6 words (F1 5/6), 1 of 5 (F1 1/5), nothing (0).
+    expected = 100 * (5 / 6 + 1 / 5 + 0) / 3
+    assert common.rouge_l(hypotheses, references) == pytest.approx(expected, 1e-5)
+    # A fresh metric per call: scores do not accumulate.
+    assert common.rouge_l(["x y"], ["x y"]) == pytest.approx(100.0)
+
+
+def test_missing_metric_package_fails_before_loading_models(monkeypatch, capsys):
+    common = import_script("_common")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "rouge_score" else real_find_spec(name, *a),
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        common.check_all(packages=("rouge_score", "sacrebleu"))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "need rouge_score: `pip install rouge-score`" in err
+    assert "--offline-pairs" not in err
