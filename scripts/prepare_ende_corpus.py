@@ -50,13 +50,13 @@ Writes into ``--out``:
 """
 
 import argparse
+import gettext
 import glob
 import html
 import json
 import os
 import random
 import re
-import struct
 import subprocess
 import time
 import unicodedata
@@ -240,27 +240,25 @@ def sentence_pairs(en, de):
 
 
 def read_mo(path):
-    """Yield (msgid, msgstr) of a GNU .mo file (singular forms, no context)."""
-    data = open(path, "rb").read()
-    if len(data) < 28:
+    """Yield (msgid, msgstr) of a GNU .mo file, read by the standard library's
+    `gettext.GNUTranslations` (decoded with the catalogue's charset): a
+    message's context is dropped, plural messages give their singular and
+    first translated form, the header is skipped. An unreadable file
+    yields nothing."""
+    try:
+        with open(path, "rb") as f:
+            catalog = gettext.GNUTranslations(f)._catalog  # {msgid: msgstr}
+    except (OSError, ValueError) as error:  # bad magic, truncated, bad charset
+        log(f"  skipping {path}: {error}")
         return
-    magic = struct.unpack("<I", data[:4])[0]
-    end = "<" if magic == 0x950412DE else ">"
-    if struct.unpack(end + "I", data[:4])[0] != 0x950412DE:
-        return
-    _, n, orig, trans = struct.unpack(end + "4I", data[4:20])
-    for i in range(n):
-        ol, oo = struct.unpack(end + "2I", data[orig + 8 * i : orig + 8 * i + 8])
-        tl, to = struct.unpack(end + "2I", data[trans + 8 * i : trans + 8 * i + 8])
-        msgid, msgstr = data[oo : oo + ol], data[to : to + tl]
-        if not msgid or not msgstr:
-            continue  # header
-        msgid = msgid.split(b"\x04")[-1].split(b"\x00")[0]
-        msgstr = msgstr.split(b"\x00")[0]
-        try:
-            yield msgid.decode("utf-8"), msgstr.decode("utf-8")
-        except UnicodeDecodeError:
-            continue
+    for msgid, msgstr in catalog.items():
+        if isinstance(msgid, tuple):  # (singular, plural form index)
+            msgid, form = msgid
+            if form != 0:
+                continue
+        msgid = msgid.split("\x04")[-1]  # "context\x04msgid"
+        if msgid and msgstr:  # not the header, not untranslated
+            yield msgid, msgstr
 
 
 def gettext_pairs(mo_files):
