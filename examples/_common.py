@@ -268,36 +268,79 @@ def missing_packages(modules):
     ]
 
 
+def argument_parser(doc):
+    """An argument parser whose `--help` shows the script's docstring opening
+    paragraph and every option's default."""
+    import argparse
+
+    return argparse.ArgumentParser(
+        description=doc.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+
 def add_common_flags(parser, default_target, default_draft, default_max_length):
     parser.add_argument(
-        "--target", default=default_target, help="preset name or local preset dir"
+        "--target",
+        default=default_target,
+        help="The target model: a KerasHub preset name or a local preset directory.",
     )
     parser.add_argument(
-        "--draft", default=default_draft, help="preset name or local preset dir"
+        "--draft",
+        default=default_draft,
+        help="The draft model: a KerasHub preset name or a local preset directory.",
     )
     parser.add_argument(
         "--offline-pairs",
         action="store_true",
-        help="use the pair shipped with keras_specdec and its held-out data "
-        "(no network at all)",
+        help="Use the pair shipped with keras_specdec and its held-out data "
+        "(no network at all).",
     )
     parser.add_argument(
         "--pair",
         default=None,
-        help="with --offline-pairs: shipped pair name or a directory laid out "
-        "like one (target/, draft/, test.*)",
+        help="With --offline-pairs: a shipped pair name or a directory laid out "
+        "like one (target/, draft/, test.*); None means the example's own pair.",
     )
-    parser.add_argument("--gamma", type=int, default=4, help="num_speculative_tokens")
     parser.add_argument(
-        "--temperature", type=float, default=0.0, help="0 = greedy (default)"
+        "--gamma",
+        type=int,
+        default=4,
+        help="Draft tokens per target call (num_speculative_tokens).",
     )
-    parser.add_argument("--top-p", type=float, default=None, help="top-p sampling")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-length", type=int, default=default_max_length)
     parser.add_argument(
-        "--repetitions", type=int, default=3, help="timed passes (median)"
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="The sampling temperature; 0 means greedy decoding.",
     )
-    parser.add_argument("--num-examples", type=int, default=8)
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        default=None,
+        help="Sample from the top-p nucleus (with --temperature > 0); None "
+        "means plain sampling.",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="The sampling seed (with sampling)."
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=default_max_length,
+        help="The generation length in tokens, prompt included (decoder "
+        "length for T5).",
+    )
+    parser.add_argument(
+        "--repetitions",
+        type=int,
+        default=3,
+        help="Timed passes over all inputs after a warm-up pass; the median "
+        "is reported.",
+    )
+    parser.add_argument(
+        "--num-examples", type=int, default=8, help="How many inputs to generate for."
+    )
 
 
 def report(result, title, quality=None, show=2, sources=None):

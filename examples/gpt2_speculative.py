@@ -16,7 +16,6 @@ Offline: when a preset cannot be downloaded the script stops at once and
 says how to get it (a preset saved with `save_to_preset` and its local path).
 """
 
-import argparse
 import os
 import sys
 
@@ -33,13 +32,13 @@ DEFAULT_PROMPTS = [
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = _common.argument_parser(__doc__)
     _common.add_common_flags(parser, "gpt2_large_en", "gpt2_base_en", 96)
     parser.add_argument(
         "--prompt",
         action="append",
         default=None,
-        help="a prompt (repeat the flag for several)",
+        help="A prompt (repeat the flag for several); None means the built-in prompts.",
     )
     args = parser.parse_args(argv)
 

@@ -17,7 +17,6 @@ elsewhere and --data-dir, or a preset saved with `save_to_preset` and its
 local path).
 """
 
-import argparse
 import os
 import sys
 
@@ -56,15 +55,26 @@ def online_setup(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = _common.argument_parser(__doc__)
     _common.add_common_flags(parser, "t5_large_multi", "t5_small_multi", 128)
-    parser.add_argument("--data-dir", default=None, help="TFDS data dir")
-    parser.add_argument("--split", default="test")
     parser.add_argument(
-        "--max-input-length", type=int, default=512, help="encoder tokens (presets)"
+        "--data-dir",
+        default=None,
+        help="The TFDS data directory; None means TFDS_DATA_DIR or "
+        "~/tensorflow_datasets.",
+    )
+    parser.add_argument("--split", default="test", help="The TFDS split to use.")
+    parser.add_argument(
+        "--max-input-length",
+        type=int,
+        default=512,
+        help="The encoder length in tokens (with presets).",
     )
     parser.add_argument(
-        "--prefix", default=None, help=f"input prefix (presets: {PREFIX!r})"
+        "--prefix",
+        default=None,
+        help=f"The input prefix; None means {PREFIX!r} with presets and the "
+        "pair's own prefix with --offline-pairs.",
     )
     args = parser.parse_args(argv)
     _common.ignore_t5_mask_warning()

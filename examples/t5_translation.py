@@ -18,7 +18,6 @@ wmt14_translate/de-en` elsewhere and --data-dir, or a preset saved with
 `save_to_preset` and its local path).
 """
 
-import argparse
 import os
 import sys
 
@@ -80,15 +79,26 @@ def online_setup(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = _common.argument_parser(__doc__)
     _common.add_common_flags(parser, "t5_large_multi", "t5_small_multi", 64)
-    parser.add_argument("--data-dir", default=None, help="TFDS data dir")
-    parser.add_argument("--split", default="test")
     parser.add_argument(
-        "--max-input-length", type=int, default=128, help="encoder tokens (presets)"
+        "--data-dir",
+        default=None,
+        help="The TFDS data directory; None means TFDS_DATA_DIR or "
+        "~/tensorflow_datasets.",
+    )
+    parser.add_argument("--split", default="test", help="The TFDS split to use.")
+    parser.add_argument(
+        "--max-input-length",
+        type=int,
+        default=128,
+        help="The encoder length in tokens (with presets).",
     )
     parser.add_argument(
-        "--prefix", default=None, help=f"source prefix (presets: {PREFIX!r})"
+        "--prefix",
+        default=None,
+        help=f"The source prefix; None means {PREFIX!r} with presets and the "
+        "pair's own prefix with --offline-pairs.",
     )
     args = parser.parse_args(argv)
     _common.ignore_t5_mask_warning()

@@ -20,14 +20,12 @@ and the sampler's statistics (acceptance rate, ...) are reported.
 import argparse
 import json
 import os
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
-import sacrebleu  # noqa: E402
 import sentencepiece as spm  # noqa: E402
 from training_utils import ignore_t5_mask_warning  # noqa: E402  (scripts/ on sys.path)
 
@@ -84,13 +82,19 @@ def strip(ids):
 
 
 def timed_decode(model, source, args):
+    from keras_specdec import analysis
+
     # The first batch compiles; time the rest separately.
-    t0 = time.time()
-    first = decode(model, source[: args.batch_size], args.batch_size, args.max_length)
-    compile_seconds = time.time() - t0
-    t0 = time.time()
-    rest = decode(model, source[args.batch_size :], args.batch_size, args.max_length)
-    seconds = time.time() - t0
+    first, compile_seconds = analysis.timed_call(
+        lambda: decode(
+            model, source[: args.batch_size], args.batch_size, args.max_length
+        )
+    )
+    rest, seconds = analysis.timed_call(
+        lambda: decode(
+            model, source[args.batch_size :], args.batch_size, args.max_length
+        )
+    )
     ids = np.concatenate([first, rest]) if len(rest) else first
     return ids, {
         "first_batch_seconds": round(compile_seconds, 3),
@@ -102,23 +106,71 @@ def timed_decode(model, source, args):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--target", required=True)
-    p.add_argument("--draft", default=None)
-    p.add_argument("--data", default="data/ende")
-    p.add_argument("--split", default="test")
-    p.add_argument("--source", default="en")
-    p.add_argument("--target-lang", default="de")
-    p.add_argument("--num", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-length", type=int, default=64, help="decoder length")
-    p.add_argument("--speculative", action="store_true")
-    p.add_argument("--gamma", type=int, default=4)
-    p.add_argument("--json-out", default=None)
-    p.add_argument("--show", type=int, default=3, help="examples to print")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--target",
+        required=True,
+        help="The target model: an exported preset directory or a training "
+        "checkpoint directory of scripts/train_t5.py.",
+    )
+    p.add_argument(
+        "--draft",
+        default=None,
+        help="The draft model (same kinds as --target); its own BLEU is "
+        "reported too. Needed by --speculative.",
+    )
+    p.add_argument(
+        "--data",
+        default="data/ende",
+        help="The corpus directory written by scripts/prepare_ende_corpus.py "
+        "(spm.model, tokens.npz and the text files).",
+    )
+    p.add_argument("--split", default="test", help="The corpus split to decode.")
+    p.add_argument("--source", default="en", help="The source language suffix.")
+    p.add_argument("--target-lang", default="de", help="The reference language suffix.")
+    p.add_argument(
+        "--num", type=int, default=2000, help="How many sentences of the split."
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="Sentences per generate() call."
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=64,
+        help="The decoder length in tokens, start token included.",
+    )
+    p.add_argument(
+        "--speculative",
+        action="store_true",
+        help="Also decode with the speculative sampler, check that its output "
+        "equals plain greedy, and report its statistics.",
+    )
+    p.add_argument(
+        "--gamma",
+        type=int,
+        default=4,
+        help="Draft tokens per target call with --speculative.",
+    )
+    p.add_argument(
+        "--json-out",
+        default=None,
+        help="Write the results to this JSON file (read by "
+        "scripts/export_t5_pair.py --bleu-json).",
+    )
+    p.add_argument(
+        "--show", type=int, default=3, help="How many example translations to print."
+    )
     args = p.parse_args()
     if args.speculative and not args.draft:
         p.error("--speculative needs --draft")
+    try:
+        import sacrebleu
+    except ImportError:
+        p.error("BLEU needs sacrebleu: `pip install sacrebleu`.")
 
     sp = spm.SentencePieceProcessor(model_file=os.path.join(args.data, "spm.model"))
     tokens = np.load(os.path.join(args.data, "tokens.npz"))

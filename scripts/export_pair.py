@@ -48,13 +48,40 @@ def load_trained(ckpt_dir, vocab_size):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="data/code")
-    p.add_argument("--target", required=True)
-    p.add_argument("--draft", required=True)
-    p.add_argument("--out", default="keras_specdec/pairs/code")
-    p.add_argument("--sequence-length", type=int, default=256)
-    p.add_argument("--note", default="", help="recorded in training.json")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        default="data/code",
+        help="The corpus directory of scripts/prepare_code_corpus.py (its "
+        "vocabulary.json and merges.txt become the presets' tokenizer).",
+    )
+    p.add_argument(
+        "--target",
+        required=True,
+        help="The target's training output directory (scripts/train_causal.py --out).",
+    )
+    p.add_argument(
+        "--draft",
+        required=True,
+        help="The draft's training output directory (scripts/train_causal.py --out).",
+    )
+    p.add_argument(
+        "--out",
+        default="keras_specdec/pairs/code",
+        help="Where to write the pair (target/, draft/, training.json).",
+    )
+    p.add_argument(
+        "--sequence-length",
+        type=int,
+        default=256,
+        help="The preprocessors' sequence length.",
+    )
+    p.add_argument(
+        "--note", default="", help="A free-text note recorded in training.json."
+    )
     args = p.parse_args()
 
     tokenizer = keras_hub.models.GPT2Tokenizer(

@@ -36,17 +36,54 @@ from train_t5 import load_trained  # noqa: E402  (also silences T5's mask warnin
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="data/ende")
-    p.add_argument("--target", required=True)
-    p.add_argument("--draft", required=True)
-    p.add_argument("--out", default="keras_specdec/pairs/ende")
-    p.add_argument("--sequence-length", type=int, default=64)
-    p.add_argument("--bleu-json", default=None, help="eval_bleu.py --json-out file")
-    p.add_argument("--held-out", type=int, default=2000, help="test lines to copy")
-    p.add_argument("--source", default="en")
-    p.add_argument("--target-lang", default="de")
-    p.add_argument("--note", default="", help="recorded in training.json")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        default="data/ende",
+        help="The corpus directory of scripts/prepare_ende_corpus.py (spm.model "
+        "and the test split's text files).",
+    )
+    p.add_argument(
+        "--target",
+        required=True,
+        help="The target's training output directory (scripts/train_t5.py --out).",
+    )
+    p.add_argument(
+        "--draft",
+        required=True,
+        help="The draft's training output directory (scripts/train_t5.py --out).",
+    )
+    p.add_argument(
+        "--out",
+        default="keras_specdec/pairs/ende",
+        help="Where to write the pair (target/, draft/, test.*, training.json).",
+    )
+    p.add_argument(
+        "--sequence-length",
+        type=int,
+        default=64,
+        help="The preprocessors' encoder and decoder sequence length.",
+    )
+    p.add_argument(
+        "--bleu-json",
+        default=None,
+        help="A results file of scripts/eval_bleu.py --json-out to record in "
+        "training.json.",
+    )
+    p.add_argument(
+        "--held-out",
+        type=int,
+        default=2000,
+        help="How many test lines to copy next to the pair (0 copies none).",
+    )
+    p.add_argument("--source", default="en", help="The source language suffix.")
+    p.add_argument("--target-lang", default="de", help="The target language suffix.")
+    p.add_argument(
+        "--note", default="", help="A free-text note recorded in training.json."
+    )
     args = p.parse_args()
 
     tokenizer = keras_hub.models.T5Tokenizer(proto=os.path.join(args.data, "spm.model"))

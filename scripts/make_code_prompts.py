@@ -37,10 +37,27 @@ def candidates(valid_files):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="data/code_large")
-    p.add_argument("--out", default="keras_specdec/pairs/code/prompts.json")
-    p.add_argument("--every", type=int, default=4)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        default="data/code_large",
+        help="The corpus directory of scripts/prepare_code_corpus.py whose "
+        "sources.json lists the validation files.",
+    )
+    p.add_argument(
+        "--out",
+        default="keras_specdec/pairs/code/prompts.json",
+        help="The prompts file to write.",
+    )
+    p.add_argument(
+        "--every",
+        type=int,
+        default=4,
+        help="Keep every N-th candidate prompt, in the corpus' file order.",
+    )
     args = p.parse_args()
     with open(os.path.join(args.data, "sources.json")) as f:
         valid_files = json.load(f)["valid_files"]

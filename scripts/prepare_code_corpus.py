@@ -102,17 +102,39 @@ def train_tokenizer(args, train_texts):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="data/code")
-    parser.add_argument("--vocab-size", type=int, default=4096)
-    parser.add_argument("--valid-fraction", type=float, default=0.02)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--packages", nargs="*", default=["keras", "keras_hub", "jax"])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--out", default="data/code", help="The directory to write the corpus to."
+    )
+    parser.add_argument(
+        "--vocab-size",
+        type=int,
+        default=4096,
+        help="The BPE vocabulary size (ignored with --tokenizer-from).",
+    )
+    parser.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.02,
+        help="The fraction of files held out for validation.",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="The seed of the file shuffle."
+    )
+    parser.add_argument(
+        "--packages",
+        nargs="*",
+        default=["keras", "keras_hub", "jax"],
+        help="Installed packages whose source joins the standard library's.",
+    )
     parser.add_argument(
         "--tokenizer-from",
         default=None,
-        help="reuse vocabulary.json/merges.txt and the validation files of an "
-        "earlier --out directory instead of training a new tokenizer",
+        help="Reuse vocabulary.json/merges.txt and the validation files of an "
+        "earlier --out directory instead of training a new tokenizer.",
     )
     args = parser.parse_args()
 

@@ -381,11 +381,30 @@ def encode_matrix(sp, sentences):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="data/ende")
-    ap.add_argument("--vocab-size", type=int, default=4000)
-    ap.add_argument("--cache", default=None, help="deb cache (default OUT/debs)")
-    ap.add_argument("--skip-keras-check", action="store_true")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ap.add_argument(
+        "--out", default="data/ende", help="The directory to write the corpus to."
+    )
+    ap.add_argument(
+        "--vocab-size",
+        type=int,
+        default=4000,
+        help="The SentencePiece vocabulary size.",
+    )
+    ap.add_argument(
+        "--cache",
+        default=None,
+        help="Where downloaded Debian packages are kept; None means OUT/debs.",
+    )
+    ap.add_argument(
+        "--skip-keras-check",
+        action="store_true",
+        help="Skip the final check that KerasHub's T5Tokenizer round-trips a "
+        "sentence with the trained SentencePiece model.",
+    )
     args = ap.parse_args()
     t0 = time.time()
     out = args.out

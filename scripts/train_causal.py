@@ -87,48 +87,84 @@ def calibrate(model, train, args):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="data/code")
-    p.add_argument("--out", required=True)
-    p.add_argument("--layers", type=int, default=6)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--max-sequence-length", type=int, default=512)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--total-tokens", type=float, default=30e6)
-    p.add_argument("--checkpoint-steps", type=int, default=200)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        default="data/code",
+        help="The corpus directory of scripts/prepare_code_corpus.py.",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="The output directory; rerunning the same command resumes from it.",
+    )
+    p.add_argument("--layers", type=int, default=6, help="Transformer layers.")
+    p.add_argument("--hidden", type=int, default=256, help="The model width.")
+    p.add_argument("--heads", type=int, default=4, help="Attention heads.")
+    p.add_argument("--dropout", type=float, default=0.0, help="The dropout rate.")
+    p.add_argument(
+        "--max-sequence-length",
+        type=int,
+        default=512,
+        help="The longest context the model supports (its position table).",
+    )
+    p.add_argument(
+        "--seq-len", type=int, default=256, help="Tokens per training window."
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=16, help="Training windows per step."
+    )
+    p.add_argument(
+        "--lr", type=float, default=3e-3, help="The peak AdamW learning rate."
+    )
+    p.add_argument(
+        "--total-tokens",
+        type=float,
+        default=30e6,
+        help="Training tokens in all; sets the step count and the cosine "
+        "schedule's length.",
+    )
+    p.add_argument(
+        "--checkpoint-steps",
+        type=int,
+        default=200,
+        help="Steps between validations and checkpoints.",
+    )
     p.add_argument(
         "--max-minutes",
         type=float,
         default=None,
-        help="stop (after a checkpoint) once this much time passed",
+        help="Stop (after a checkpoint) once this many minutes have passed "
+        "(None: no limit); rerun the same command to resume.",
     )
     p.add_argument(
         "--time-budget-minutes",
         type=float,
         default=None,
-        help="size the run to this wall time: time a few steps on this "
+        help="Size the run to this wall time: time a few steps on this "
         "machine, then set --total-tokens so that the cosine schedule ends "
-        "within the budget (fresh runs only; a resumed run keeps its size)",
+        "within the budget (fresh runs only; a resumed run keeps its size).",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="The seed of weights and windows."
+    )
     p.add_argument(
         "--no-checkpoint",
         action="store_true",
-        help="write only best.weights.h5 and progress.json, no resumable "
-        "checkpoint.keras / optimizer.npz / final.weights.h5 (one-shot runs "
-        "on a machine whose disk is gone afterwards: saves time per chunk)",
+        help="Write only best.weights.h5 and progress.json, no resumable "
+        "checkpoint.keras / optimizer.npz / final.weights.h5 (for one-shot runs "
+        "on a machine whose disk is gone afterwards: saves time per chunk).",
     )
     p.add_argument(
         "--init-from",
         default=None,
-        help="a shipped preset dir (e.g. keras_specdec/pairs/code/target) to "
-        "continue from when --out has no checkpoint: weights are loaded, the "
-        "step count is read from the pair's training.json, the optimizer "
-        "state starts afresh",
+        help="A shipped preset directory (e.g. keras_specdec/pairs/code/target) "
+        "to continue from when --out has no checkpoint: its weights are loaded, "
+        "the step count is read from the pair's training.json, and the "
+        "optimizer state starts afresh.",
     )
     args = p.parse_args()
 

@@ -197,64 +197,111 @@ def calibrate(model, train_src, train_tgt, args):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="data/ende")
-    p.add_argument("--out", required=True)
-    p.add_argument("--source", default="en")
-    p.add_argument("--target", default="de")
-    p.add_argument("--layers", type=int, default=3, help="encoder and decoder each")
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--intermediate", type=int, default=None, help="default 2 * hidden")
-    p.add_argument("--key-value-dim", type=int, default=None)
-    p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        default="data/ende",
+        help="The corpus directory of scripts/prepare_ende_corpus.py.",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="The output directory; rerunning the same command resumes from it.",
+    )
+    p.add_argument("--source", default="en", help="The source language suffix.")
+    p.add_argument("--target", default="de", help="The target language suffix.")
+    p.add_argument(
+        "--layers", type=int, default=3, help="Layers of the encoder and decoder each."
+    )
+    p.add_argument("--hidden", type=int, default=256, help="The model width.")
+    p.add_argument("--heads", type=int, default=4, help="Attention heads.")
+    p.add_argument(
+        "--intermediate",
+        type=int,
+        default=None,
+        help="The feed-forward width; None means 2 * --hidden.",
+    )
+    p.add_argument(
+        "--key-value-dim",
+        type=int,
+        default=None,
+        help="The attention key/value width per head; None means --hidden / --heads.",
+    )
+    p.add_argument("--dropout", type=float, default=0.1, help="The dropout rate.")
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="Sentence pairs per step."
+    )
+    p.add_argument(
+        "--lr", type=float, default=3e-3, help="The peak AdamW learning rate."
+    )
     steps = p.add_mutually_exclusive_group()
-    steps.add_argument("--total-steps", type=int, default=None)
+    steps.add_argument(
+        "--total-steps",
+        type=int,
+        default=None,
+        help="Training steps in all; None means from --total-tokens.",
+    )
     steps.add_argument(
         "--total-tokens",
         type=float,
         default=None,
-        help="target (decoder label) tokens incl. eos; converted to steps "
-        "with the training set's mean target length",
+        help="Target (decoder label) tokens in all, end tokens included; "
+        "converted to steps with the training set's mean target length "
+        "(None: 10e6 tokens, when --total-steps is not given either).",
     )
     p.add_argument(
         "--max-length",
         type=int,
         default=64,
-        help="train only on pairs whose source and target (with eos) fit in "
+        help="Train only on pairs whose source and target (with eos) fit in "
         "this many tokens, cut to that width (cheaper steps on CPU; the "
-        "relative position buckets let the model decode longer outputs)",
+        "relative position buckets let the model decode longer outputs).",
     )
-    p.add_argument("--checkpoint-steps", type=int, default=200)
-    p.add_argument("--valid-num", type=int, default=1000)
+    p.add_argument(
+        "--checkpoint-steps",
+        type=int,
+        default=200,
+        help="Steps between validations and checkpoints.",
+    )
+    p.add_argument(
+        "--valid-num",
+        type=int,
+        default=1000,
+        help="Validation pairs used for the validation loss.",
+    )
     p.add_argument(
         "--max-minutes",
         type=float,
         default=None,
-        help="stop (after a checkpoint) once this much time passed",
+        help="Stop (after a checkpoint) once this many minutes have passed "
+        "(None: no limit); rerun the same command to resume.",
     )
     p.add_argument(
         "--time-budget-minutes",
         type=float,
         default=None,
-        help="size a fresh run to this wall time: time a few steps here, "
-        "then set the step count so the cosine schedule ends in the budget",
+        help="Size a fresh run to this wall time: time a few steps here, "
+        "then set the step count so that the cosine schedule ends in the "
+        "budget.",
     )
     p.add_argument(
         "--grow-from",
         default=None,
-        help="an output dir of this script with a smaller trained model of "
-        "the same width: start from it (extra layers start as identities)",
+        help="An output directory of this script with a smaller trained model "
+        "of the same width: start from it (extra layers start as identities).",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="The seed of weights and batches."
+    )
     p.add_argument(
         "--no-checkpoint",
         action="store_true",
-        help="write only best.weights.h5 and progress.json, no resumable "
-        "checkpoint.keras / optimizer.npz / final.weights.h5 (one-shot runs "
-        "on a machine whose disk is gone afterwards: saves time per chunk)",
+        help="Write only best.weights.h5 and progress.json, no resumable "
+        "checkpoint.keras / optimizer.npz / final.weights.h5 (for one-shot runs "
+        "on a machine whose disk is gone afterwards: saves time per chunk).",
     )
     args = p.parse_args()
     if args.intermediate is None:
