@@ -13,37 +13,64 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Generate with the shipped target alone and with "
-        "speculative decoding; print both texts, alpha and the speedup."
+        "speculative decoding; print both texts, alpha and the speedup.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--pair", default="code", help="shipped pair name")
+    parser.add_argument(
+        "--pair",
+        default="code",
+        help="The shipped model pair (see keras_specdec.pairs.available()).",
+    )
     parser.add_argument(
         "--prompt",
         default=None,
-        help="default: one of the pair's held-out prompts (for the code "
-        "pair, the opening of a function from a file it was never trained on; "
-        "`--prompt-index` picks another)",
+        help="The prompt; None means one of the pair's held-out prompts (for "
+        "the code pair, the opening of a function from a file it was never "
+        "trained on; --prompt-index picks which).",
     )
     parser.add_argument(
         "--prompt-index",
         type=int,
         default=-1,
-        help="which of `keras_specdec.pairs.benchmark_prompts(pair)` to use "
-        "when --prompt is not given (default: the last; for the code pair its "
-        "greedy continuation is code rather than a repetition loop, which some "
-        "prompts fall into with these small models)",
+        help="Which of keras_specdec.pairs.benchmark_prompts(pair) to use when "
+        "--prompt is not given; -1 is the last, whose greedy continuation for "
+        "the code pair is code rather than a repetition loop, which some "
+        "prompts fall into with these small models.",
     )
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--gamma", type=int, default=4, help="num_speculative_tokens")
     parser.add_argument(
-        "--sampler", default="greedy", choices=["greedy", "random", "top_k", "top_p"]
+        "--max-length",
+        type=int,
+        default=128,
+        help="The generation length in tokens, prompt included; both runs "
+        "fill it (stop tokens off), so they do the same work.",
     )
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--gamma",
+        type=int,
+        default=4,
+        help="Draft tokens per target call (num_speculative_tokens).",
+    )
+    parser.add_argument(
+        "--sampler",
+        default="greedy",
+        choices=["greedy", "random", "top_k", "top_p"],
+        help="The KerasHub sampler both runs use (speculative decoding keeps "
+        "its output distribution).",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="The sampling temperature (not used by greedy).",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="The sampling seed (not used by greedy)."
+    )
     parser.add_argument(
         "--repetitions",
         type=int,
         default=3,
-        help="timed calls after the compiling one (median)",
+        help="Timed calls after the compiling one; the median is reported.",
     )
     args = parser.parse_args(argv)
     if args.repetitions < 1:

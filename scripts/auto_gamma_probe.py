@@ -20,9 +20,19 @@ from keras_specdec.benchmark import CODE_PROMPTS  # noqa: E402
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--fixed", type=int, default=6)
-    p.add_argument("--max-length", type=int, default=128)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--fixed", type=int, default=6, help="The fixed gamma to compare with."
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=128,
+        help="The generation length in tokens, prompt included.",
+    )
     args = p.parse_args()
     target, draft = keras_specdec.pairs.load("code")
     c = analysis.measure_cost_coefficient(target, draft, max_length=args.max_length)

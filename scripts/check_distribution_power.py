@@ -55,22 +55,47 @@ def run(base_name, ragged, label):
         )
 
 
-mode = sys.argv[1]
-if mode == "residual_is_p":
-    rejection.residual_distribution = lambda p, q: p
-elif mode == "ignore_topk":
-    rejection.adjusted_probabilities = lambda logits, base: base.compute_probabilities(
-        logits
+def main():
+    import argparse
+
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-elif mode == "argmax_draft":
-    orig = rejection.sample_categorical
+    p.add_argument(
+        "mode",
+        choices=["none", "residual_is_p", "ignore_topk", "argmax_draft"],
+        help="The fault to inject: none (the real sampler), residual_is_p "
+        "(resample from p instead of the residual), ignore_topk (q and p "
+        "without the base sampler's top-k/top-p) or argmax_draft (the draft "
+        "proposes its argmax instead of a sample).",
+    )
+    p.add_argument(
+        "bases",
+        help="Comma-separated base samplers of tests/distribution_test.py: "
+        f"any of {', '.join(D.BASE_SAMPLERS)}.",
+    )
+    args = p.parse_args()
+    mode = args.mode
+    if mode == "residual_is_p":
+        rejection.residual_distribution = lambda p, q: p
+    elif mode == "ignore_topk":
+        rejection.adjusted_probabilities = lambda logits, base: (
+            base.compute_probabilities(logits)
+        )
+    elif mode == "argmax_draft":
+        orig = rejection.sample_categorical
 
-    def fake(q, seed):
-        if len(ops.shape(q)) == 2 and ops.shape(q)[0] <= 2:
-            return ops.argmax(q, -1)
-        return orig(q, seed)
+        def fake(q, seed):
+            if len(ops.shape(q)) == 2 and ops.shape(q)[0] <= 2:
+                return ops.argmax(q, -1)
+            return orig(q, seed)
 
-    rejection.sample_categorical = fake
-for b in sys.argv[2].split(","):
-    for rg in (False, True):
-        run(b, rg, mode)
+        rejection.sample_categorical = fake
+    for b in args.bases.split(","):
+        for rg in (False, True):
+            run(b, rg, mode)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,6 @@ loaded from such a file.
 """
 
 import os
-import sys
 
 import h5py
 import numpy as np
@@ -111,8 +110,23 @@ def exported_record(ckpt_dir, progress):
     return progress["history"][-1]
 
 
-if __name__ == "__main__":
-    for file in sys.argv[1:]:
+def main():
+    import argparse
+
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "files",
+        nargs="+",
+        help="The .weights.h5 files to rewrite in place with float16 weights.",
+    )
+    for file in p.parse_args().files:
         before = os.path.getsize(file)
         counts = store_float16(file)
         print(f"{file}: {before:,} -> {os.path.getsize(file):,} bytes, {counts}")
+
+
+if __name__ == "__main__":
+    main()

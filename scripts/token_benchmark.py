@@ -80,20 +80,69 @@ def time_generate(model, prompts, repetitions):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--write-prompts", default=None)
-    p.add_argument("--prompts", default=None)
-    p.add_argument("--target-weights", default=None)
-    p.add_argument("--draft-weights", default=None)
-    p.add_argument("--gammas", type=int, nargs="+", default=[1, 2, 3, 4, 6, 8])
-    p.add_argument("--temperatures", type=float, nargs="+", default=[0, 1])
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--repetitions", type=int, default=3)
-    p.add_argument("--out", default=None)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--write-prompts",
+        default=None,
+        help="Tokenize the code prompts into this JSON file and exit (needs "
+        "the shipped tokenizer, i.e. TensorFlow).",
+    )
+    p.add_argument(
+        "--prompts",
+        default=None,
+        help="A JSON file of token-id prompts written by --write-prompts.",
+    )
+    p.add_argument(
+        "--target-weights",
+        default=None,
+        help="Backbone weights to load into the target (best.weights.h5 of "
+        "scripts/train_causal.py); None keeps the shipped weights.",
+    )
+    p.add_argument(
+        "--draft-weights",
+        default=None,
+        help="Backbone weights to load into the draft; None keeps the shipped weights.",
+    )
+    p.add_argument(
+        "--gammas",
+        type=int,
+        nargs="+",
+        default=[1, 2, 3, 4, 6, 8],
+        help="The numbers of draft tokens per target call to time.",
+    )
+    p.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="+",
+        default=[0, 1],
+        help="Sampling temperatures to time (0 is greedy).",
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=128,
+        help="The generation length in tokens, prompt included.",
+    )
+    p.add_argument(
+        "--repetitions",
+        type=int,
+        default=3,
+        help="Timed passes over all prompts; the median is reported.",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="Write results.json and results.md to this directory; None prints only.",
+    )
     args = p.parse_args()
     if args.write_prompts:
         write_prompts(args.write_prompts, args.max_length)
         return
+    if not args.prompts:
+        p.error("give --prompts FILE (written by --write-prompts).")
 
     import jax
 
