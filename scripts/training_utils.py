@@ -1,5 +1,19 @@
 """Pieces shared by train_causal.py and train_t5.py: optimizer state beside
-a checkpoint, and sizing a run to a wall-time budget."""
+a checkpoint, and sizing a run to a wall-time budget.
+
+Why the training scripts loop over `fit()` calls instead of one `fit()` with
+`keras.callbacks.BackupAndRestore` / `ModelCheckpoint`: each chunk trains on
+windows drawn with a seed of the step count (same data order after a resume),
+the best weights are saved as the *backbone* only (what the export scripts
+and `scripts/token_benchmark.py` load; `ModelCheckpoint` would save the task
+and its optimizer state, 3x the size), every chunk appends a record with
+tokens/s to progress.json (exported to training.json), `--max-minutes` stops
+between chunks, `--init-from` starts the schedule at a shipped step, and
+runs in progress (scripts/device_train.sh) resume from checkpoint.keras +
+optimizer.npz. Callbacks would cover only the save/restore lines, need four
+custom callbacks for the rest, and change the checkpoint format those runs
+resume from.
+"""
 
 import os
 import time
