@@ -37,7 +37,8 @@ def test_quickstart_greedy_is_identical(capsys):
     assert "measured speedup" in out
     # A prompt that fills max_length is refused before generating.
     with pytest.raises(SystemExit):
-        demo.main(["--max-length", "16", "--repetitions", "0"])
+        demo.main(["--max-length", "16", "--repetitions", "1"])
+    assert "leaves nothing to" in capsys.readouterr().err
 
 
 def test_examples_quickstart_runs(capsys):
