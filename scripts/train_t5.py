@@ -64,6 +64,12 @@ def build_model(vocab_size, args):
         use_gated_activation=True,
         tie_embedding_weights=True,
     )
+    embedding_std = getattr(args, "embedding_std", None)
+    if embedding_std is not None:
+        embeddings = backbone.token_embedding.embeddings
+        embeddings.assign(
+            keras.random.truncated_normal(embeddings.shape, stddev=embedding_std)
+        )
     return keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=None)
 
 
@@ -122,7 +128,9 @@ def load_trained(ckpt_dir):
 
 
 def compile_model(model, args, total_steps):
-    warmup = min(500, total_steps // 10)
+    warmup = getattr(args, "warmup_steps", None)
+    if warmup is None:
+        warmup = min(500, total_steps // 10)
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=args.lr / 100,
         decay_steps=max(1, total_steps - warmup),
@@ -130,10 +138,16 @@ def compile_model(model, args, total_steps):
         warmup_target=args.lr,
         warmup_steps=warmup,
     )
+    if getattr(args, "optimizer", "adamw") == "adafactor":
+        optimizer = keras.optimizers.Adafactor(schedule)
+    else:
+        optimizer = keras.optimizers.AdamW(
+            schedule,
+            weight_decay=getattr(args, "weight_decay", 0.01),
+            global_clipnorm=1.0,
+        )
     model.compile(
-        optimizer=keras.optimizers.AdamW(
-            schedule, weight_decay=0.01, global_clipnorm=1.0
-        ),
+        optimizer=optimizer,
         # Average over real target tokens, not over padding.
         loss=keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, reduction="mean_with_sample_weight"
