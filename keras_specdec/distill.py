@@ -284,11 +284,13 @@ def estimate_alpha(target, draft, inputs, *, base_sampler="greedy", batch_size=1
     total, count = 0.0, 0
     for start in range(0, len(inputs[mask_key]), batch_size):
         batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
+        # keras.Model's predict_on_batch: token inputs, never the task's
+        # preprocessor (KerasHub's would try to tokenise them).
         p = rejection.adjusted_probabilities(
-            target.predict_on_batch(batch), base_sampler
+            keras.Model.predict_on_batch(target, batch), base_sampler
         )
         q = rejection.adjusted_probabilities(
-            draft.predict_on_batch(batch), base_sampler
+            keras.Model.predict_on_batch(draft, batch), base_sampler
         )
         beta = analysis.acceptance_rate(
             np.asarray(p), np.asarray(q), per_position=True

@@ -109,11 +109,20 @@ def main():
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     t0 = time.time()
+    train = {}
 
     target, draft = pairs.load(args.pair)
     prompts = pairs.benchmark_prompts(args.pair)
     held_out = {}
-    if args.pair == "code":
+    cache = os.path.join(args.out, "data.npz")
+    if os.path.exists(cache):  # a rerun: the same data
+        with np.load(cache) as saved:
+            for key in saved.files:
+                name, field = key.split("/")
+                (train if name == "train" else held_out.setdefault(name, {}))[field] = (
+                    saved[key]
+                )
+    elif args.pair == "code":
         tokenizer = target.preprocessor.tokenizer
         held_files = {entry["source"] for entry in _code_prompt_entries()}
         for name, sampler in (("greedy", "greedy"), ("random", "random")):
@@ -150,6 +159,11 @@ def main():
         with open(os.path.join(args.ende_data, "train.en"), encoding="utf-8") as f:
             train_sources = [next(f).rstrip("\n") for _ in range(args.train_num)]
         train = generations(target, train_sources, "greedy", None, args.seed)
+    if not os.path.exists(cache):
+        arrays = {f"train/{k}": v for k, v in train.items()}
+        for name, inputs in held_out.items():
+            arrays.update({f"{name}/{k}": v for k, v in inputs.items()})
+        np.savez(cache, **arrays)
     print(
         f"data ready in {time.time() - t0:.0f} s: train "
         f"{ {k: v.shape for k, v in train.items()} }",
