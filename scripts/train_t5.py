@@ -49,6 +49,7 @@ from training_utils import (  # noqa: E402  (scripts/ is on sys.path)
 )
 
 PAD = 0  # T5's pad id, also its decoder start token
+OPTIMIZER_DEFAULT = "adamw"
 
 
 def build_model(vocab_size, args):
@@ -221,6 +222,22 @@ def main():
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument(
+        "--optimizer",
+        choices=["adafactor", "adamw"],
+        default=OPTIMIZER_DEFAULT,
+        help="adafactor (T5's own; steps relative to each weight's scale, "
+        "which from-scratch training needs, see the module docstring) or "
+        "adamw (what the shipped pairs were trained with; fine for "
+        "--grow-from and fine-tuning)",
+    )
+    p.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=None,
+        help="linear warm-up from lr/100; default min(500, total steps / 10)",
+    )
+    p.add_argument("--weight-decay", type=float, default=0.01, help="adamw only")
     steps = p.add_mutually_exclusive_group()
     steps.add_argument("--total-steps", type=int, default=None)
     steps.add_argument(
@@ -307,8 +324,10 @@ def main():
         model = keras.models.load_model(ckpt)
         with open(progress_path) as f:
             progress = json.load(f)
-        # A resumed run keeps its size (e.g. one set by --time-budget-minutes).
+        # A resumed run keeps its size (e.g. one set by --time-budget-minutes)
+        # and its optimizer (runs from before --optimizer used AdamW).
         total_steps = progress["args"].get("total_steps") or total_steps
+        args.optimizer = progress["args"].get("optimizer", "adamw")
         compile_model(model, args, total_steps)
         restore_optimizer(model, optimizer_path, progress["step"])
         print(f"resuming at step {progress['step']} / {total_steps}")

@@ -186,3 +186,25 @@ def test_bad_inputs_get_clear_errors():
         from keras_specdec import PromptLookupDraft
 
         distill.distill_draft(target, PromptLookupDraft(VOCAB), causal_tokens(2))
+
+
+@pytest.mark.slow  # three generate() compiles and a fit: ~1-6 min on 2 cores
+def test_string_prompts_on_a_pair_with_preprocessors(tmp_path):
+    """The shipped-pair path: models loaded with their preprocessors, the
+    target's own translations of source sentences as distillation data."""
+    from fake_pairs import make_fake_ende
+
+    from keras_specdec import pairs
+
+    target, draft = pairs.load(make_fake_ende(str(tmp_path / "ende"), 16))
+    sources = [src for src, _ in pairs.held_out_pairs(str(tmp_path / "ende"))]
+    target.compile(sampler="greedy")
+    data = distill.target_generations(target, sources, max_length=16)
+    assert data["decoder_token_ids"].shape == (len(sources), 16)
+    assert len(data["encoder_token_ids"]) == len(sources)
+    result = distill.distill_draft(
+        target, draft, data, held_out=data, epochs=1, temperature=0, verbose=0
+    )
+    assert 0.0 <= result.alpha_before <= 1.0 and 0.0 <= result.alpha_after <= 1.0
+    assert target.preprocessor is not None  # restored after generation
+    assert draft.generate(sources[:1])  # still a working task with text I/O
