@@ -10,8 +10,7 @@ Variants (comma-separated ``--variants``):
     no_wd       AdamW without weight decay
     warmup      linear warm-up over a quarter of the steps
     adafactor   Adafactor (T5's optimizer: steps relative to each weight's RMS)
-    fixed       train_t5.py's current setup (what `build_model` / `compile_model`
-                do now)
+    fixed       train_t5.py's current defaults (Adafactor, see its docstring)
 
 Example (2 CPU cores, about a minute per 100 steps and variant):
     python scripts/t5_stall_probe.py --data data/ende --steps 300 \\
@@ -109,8 +108,9 @@ def main():
             embedding_std=None,
             optimizer="adamw",
         )
-        legacy = variant != "fixed"
-        if legacy:
+        if variant == "fixed":
+            config.optimizer = train_t5.OPTIMIZER_DEFAULT
+        else:
             config.embedding_std = 1.0  # KerasHub's default
             config.warmup_steps = min(500, args.steps // 10)
         if variant == "emb_small":
