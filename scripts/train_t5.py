@@ -43,9 +43,13 @@ loss 5.85 with layer-0 self-attention logit std 57 (encoder) / 61 (decoder)
 and query kernels at 2.6-6.8x their initial RMS; Adafactor ended at 5.43
 with logit std 0.9 / 1.3 and query kernels at their initial RMS. The same
 probe at batch 16 (<= 24 tokens), 200 steps: AdamW logit std 17 / 32 after
-200 steps. Warm-up does not avoid it (the stalled H200 run of 3 + 3 d=192
-had 500 warm-up steps at lr 1e-3). ``--optimizer adamw`` keeps the old
-behaviour (the shipped pairs were trained with it; growing from a trained
+200 steps. A 1 + 1 layer model under AdamW saturates the same way in the
+same probe (logit std 65 / 51, loss 5.88 at step 500); such drafts still
+learned on the GPU in 11k steps (validation loss 3.63), the 3 + 3 model did
+not (5.50): more saturated attention layers between input and output
+(an explanation this probe does not separate). Warm-up does not avoid it
+(the stalled H200 run of 3 + 3 d=192 had 500 warm-up steps at lr 1e-3).
+``--optimizer adamw`` keeps the old behaviour (the shipped pairs were trained with it; growing from a trained
 model and short fine-tuning are fine with it); a resumed run keeps the
 optimizer it started with.
 
