@@ -49,9 +49,9 @@ learned on the GPU in 11k steps (validation loss 3.63), the 3 + 3 model did
 not (5.50): more saturated attention layers between input and output
 (an explanation this probe does not separate). Warm-up does not avoid it
 (the stalled H200 run of 3 + 3 d=192 had 500 warm-up steps at lr 1e-3).
-``--optimizer adamw`` keeps the old behaviour (the shipped pairs were trained with it; growing from a trained
-model and short fine-tuning are fine with it); a resumed run keeps the
-optimizer it started with.
+``--optimizer adamw`` keeps the old behaviour (the shipped pairs were
+trained with it; growing from a trained model and short fine-tuning are fine
+with it); a resumed run keeps the optimizer it started with.
 
 Example (English to German):
     python scripts/train_t5.py --data data/ende --out /work/ckpt/ende_target \\
