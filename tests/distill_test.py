@@ -63,12 +63,12 @@ def test_divergences_match_the_acceptance_rate():
 def test_estimate_alpha_matches_analysis_on_causal_inputs():
     target = tiny_causal_lm("gpt2", "target", seed=0)
     draft = tiny_causal_lm("gpt2", "draft", seed=1)
-    inputs = causal_tokens(6, seed=3)
+    inputs = causal_tokens(4, seed=3)
     inputs["padding_mask"][2, 20:] = False  # a shorter row
     for sampler in ("greedy", distill.base_sampler_for(0.5)):
         expected = analysis.estimate_alpha(target, draft, inputs, base_sampler=sampler)
         got = distill.estimate_alpha(
-            target, draft, inputs, base_sampler=sampler, batch_size=4
+            target, draft, inputs, base_sampler=sampler, batch_size=2
         )
         assert got == pytest.approx(expected, abs=1e-6)
 
