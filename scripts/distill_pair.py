@@ -16,10 +16,13 @@ temperature 0 and 1):
 - ``ende``: the target's own greedy and sampled translations of the first
   ``--held-out`` held-out test sources (`pairs.benchmark_prompts`).
 
-Training stops after ``--minutes`` of fitting (a callback), checkpoints every
-epoch with BackupAndRestore in ``--out`` (rerun the command to resume), and
-saves the distilled draft as a KerasHub preset in ``<out>/draft``; the
-alpha report goes to ``<out>/report.json``.
+Training stops after ``--minutes`` of fitting (a callback) and saves the
+distilled draft as a KerasHub preset in ``<out>/draft``; the alpha report
+goes to ``<out>/report.json``. Every epoch is backed up with
+BackupAndRestore in ``<out>/backup``: rerunning the command after a crash
+resumes there (a run that ends normally, also by ``--minutes``, deletes its
+backup; continue it with ``--draft <out>/draft``). The data is cached in
+``<out>/data.npz`` and reused by a rerun.
 
 Example:
     nice -n 10 python scripts/distill_pair.py --pair code --out /tmp/d/code \\
@@ -106,12 +109,26 @@ def main():
     p.add_argument("--held-out", type=int, default=256)
     p.add_argument("--ende-data", default="data/ende")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--draft",
+        default=None,
+        help="start from this draft preset (e.g. an earlier run's <out>/draft) "
+        "instead of the shipped one",
+    )
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     t0 = time.time()
     train = {}
 
     target, draft = pairs.load(args.pair)
+    if args.draft:
+        draft = type(draft).from_preset(args.draft)
+        if draft.preprocessor is not None and args.pair in (
+            pairs.SEQ2SEQ_SEQUENCE_LENGTHS
+        ):
+            length = pairs.SEQ2SEQ_SEQUENCE_LENGTHS[args.pair]
+            draft.preprocessor.encoder_sequence_length = length
+            draft.preprocessor.decoder_sequence_length = length
     prompts = pairs.benchmark_prompts(args.pair)
     held_out = {}
     cache = os.path.join(args.out, "data.npz")
