@@ -149,7 +149,8 @@ class DistillationModel(keras.Model):
     alpha that speculative decoding would see on these inputs.
 
     `distill_draft` builds, compiles and fits one; use this class directly
-    for full control of `compile` and `fit`.
+    for full control of `compile` and `fit`. It sets `target.trainable =
+    False` (`distill_draft` restores the flag afterwards).
     """
 
     def __init__(
