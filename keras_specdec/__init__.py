@@ -13,6 +13,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 from keras_specdec import (
     analysis,  # noqa: E402
+    distill,  # noqa: E402
     pairs,  # noqa: E402
 )
 from keras_specdec.speculative_sampler import SpeculativeSampler  # noqa: E402
@@ -33,6 +34,7 @@ __all__ = [
     "SpeculativeSampler",
     "UnigramDraft",
     "analysis",
+    "distill",
     "drafts",
     "pairs",
     "__version__",

@@ -22,11 +22,15 @@
 #   MEM_FRACTION=0.12
 #   CODE_TARGET_FLAGS="--layers 10 --hidden 256 --heads 4 --dropout 0.1 --batch-size 64 --lr 3e-3 --checkpoint-steps 500"
 #   CODE_DRAFT_FLAGS="--layers 2 --hidden 128 --heads 2 --batch-size 64 --lr 3e-3 --checkpoint-steps 1000"
+#   (train_t5.py then used AdamW; add --optimizer adamw to the T5 flags to
+#   repeat this run; its default is now Adafactor, see its docstring)
 #   T5_TARGET_FLAGS="--layers 3 --hidden 192 --heads 4 --intermediate 384 --dropout 0.1 --batch-size 256 --lr 1e-3 --checkpoint-steps 500"
 #   T5_TARGET2_FLAGS="--grow-from carry/ende_shipped_target --layers 4 --hidden 128 --heads 2 --intermediate 256 --dropout 0.0 --batch-size 128 --lr 1e-3 --checkpoint-steps 1000"
 #   T5_DRAFT_FLAGS="--layers 1 --hidden 128 --heads 2 --intermediate 256 --dropout 0.0 --batch-size 128 --lr 5e-3 --checkpoint-steps 1000"
 # (the code target still reached only step 5500 of its 8263-step schedule in
-# 5.6 min; the from-scratch 3-layer T5 stalled near validation loss 5.5).
+# 5.6 min; the from-scratch 3-layer T5 stalled near validation loss 5.5:
+# AdamW's absolute steps undo T5's small query initialisation, which stands
+# in for the 1/sqrt(d_kv) its attention lacks, and the softmax saturates).
 #
 # Every job runs concurrently on the one GPU (small models leave it mostly
 # idle) and stops after MAX_MINUTES of training (default BUDGET + 0.7) or at
