@@ -169,10 +169,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         verify_costs=None,
         **kwargs,
     ):
-        if draft is None or "prompt" in kwargs:
-            # `"prompt" in kwargs`: KerasHub called the class itself as a
-            # sampler (`compile(sampler="speculative_decoding")` resolves the
-            # name to the class).
+        if draft is None:
             raise ValueError(NEEDS_A_DRAFT)
         if "temperature" in kwargs:
             raise ValueError(
@@ -731,7 +728,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
 # A short, lowercase name that `keras_hub.samplers.get` accepts (KerasHub's
 # own "speculative" is its Gemma4-only sampler). As a config's `class_name`
 # it builds this sampler; a bare string resolves to the class, which cannot
-# carry the draft (the constructor then says so).
+# carry the draft (`generate()` then says so, see `_NameOnly`).
 REGISTERED_ALIAS = "speculative_decoding"
 keras.saving.get_custom_objects()[REGISTERED_ALIAS] = SpeculativeSampler
 
