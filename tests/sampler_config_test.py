@@ -6,7 +6,6 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-import requests
 from tiny_models import VOCAB, generate_inputs, noisy_copy, tiny_causal_lm
 
 import keras_specdec
@@ -197,9 +196,10 @@ def test_unavailable_presets_give_clear_errors(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         keras_specdec.SpeculativeSampler(missing)
 
-    # A real preset name whose download fails (offline).
+    # A real preset name whose download fails (offline; what kagglehub raises
+    # is a `requests.ConnectionError`, an OSError like this one).
     def offline(*args, **kwargs):
-        raise requests.ConnectionError("Max retries exceeded: api.kaggle.com")
+        raise ConnectionError("Max retries exceeded: api.kaggle.com")
 
     monkeypatch.setattr(keras_hub.models.CausalLM, "from_preset", offline)
     with pytest.raises(ValueError, match="'gpt2_base_en'") as e:
@@ -207,7 +207,7 @@ def test_unavailable_presets_give_clear_errors(monkeypatch, tmp_path):
     message = str(e.value)
     assert "save_to_preset" in message and "network" in message
     assert "api.kaggle.com" in message  # the cause is kept, and chained
-    assert isinstance(e.value.__cause__, requests.ConnectionError)
+    assert isinstance(e.value.__cause__, ConnectionError)
 
 
 # ---------------------------------------------------------------------------
