@@ -310,8 +310,12 @@ def test_vocabularies_differing_by_padding_are_exact(draft_vocabulary):
     target.compile(sampler=sampler)
     output = target.generate(prompts, max_length=16, stop_token_ids=None)
     assert list(output) == list(expected)
-    # The draft's q is the target's p on the shared ids: mostly accepted.
-    assert sampler.stats()["acceptance_rate"] > 0.5
+    # The draft's q is the target's p on the shared ids. The larger draft
+    # agrees everywhere; the smaller one cannot propose the padding ids 40..47
+    # that this random target sometimes picks (0.88 here), and is fed them
+    # clamped into its table (`model_utils.within_vocabulary`).
+    alpha = sampler.stats()["acceptance_rate"]
+    assert alpha == 1.0 if draft_vocabulary > 48 else 0.5 < alpha < 1.0
 
 
 def test_real_vocabulary_mismatch_is_refused():
