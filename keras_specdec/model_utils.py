@@ -131,7 +131,7 @@ def load_causal_lm(preset, role="draft"):
             "licence accepted on kaggle.com). Offline, download it on a "
             "machine with internet: `keras_hub.models.CausalLM.from_preset("
             f"{preset!r}).save_to_preset('DIR')`, copy DIR here and pass "
-            "`draft='DIR'`."
+            f"'DIR' as the {role} instead."
         ) from error
 
 
@@ -198,8 +198,9 @@ def tokenizer_mismatch(target, draft, num_samples=2048):
     tokenizers = {"target": target_tokenizer, "draft": draft_tokenizer}
     missing = [role for role, tokenizer in tokenizers.items() if tokenizer is None]
     if missing:
+        verb = "has" if len(missing) == 1 else "have"
         return (
-            f"the {' and '.join(missing)} has no tokenizer attached "
+            f"the {' and '.join(missing)} {verb} no tokenizer attached "
             "(`preprocessor=None`), so keras_specdec cannot check that the two "
             "share one tokenizer. Attach the preprocessors (e.g. load both with "
             "`from_preset`) to allow vocabularies that differ only by padding"
