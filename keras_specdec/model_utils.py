@@ -23,11 +23,16 @@ second batch of the same shape that hits the jit cache gets its own inputs.
 """
 
 import contextvars
+import difflib
 import functools
 import inspect
+import os
 
 import keras_hub
+import numpy as np
 from keras import ops
+from keras.src.saving import serialization_lib
+from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
 
 # Families whose cache carries recurrent state: a rejected draft token cannot
 # be undone by moving an index back, so speculative decoding cannot roll back.
@@ -69,9 +74,150 @@ def vocabulary_size(model):
     return int(size)
 
 
-def load_causal_lm(draft):
-    """A draft given as a preset name or path, loaded as KerasHub does."""
-    return keras_hub.models.CausalLM.from_preset(draft)
+def _looks_like_path(preset):
+    return (
+        os.sep in preset
+        or (os.altsep is not None and os.altsep in preset)
+        or preset.startswith((".", "~"))
+    )
+
+
+def load_causal_lm(preset, role="draft"):
+    """A model given as a KerasHub preset name, hub handle or local preset
+    directory, loaded with `keras_hub.models.CausalLM.from_preset` (which also
+    loads `Seq2SeqLM` presets).
+
+    Fails with a `ValueError` naming the preset and how to get it when the
+    preset is unknown (a typo), a local path that does not exist, or cannot be
+    downloaded (offline, gated, hub error). Unknown names and missing paths
+    are reported without touching the network.
+
+    Loading runs outside any Keras safe-mode scope, exactly like a direct
+    `from_preset(preset)` call: `keras_hub.samplers.get(config)` deserialises
+    samplers in safe mode, in which KerasHub refuses the preset's own
+    tokenizer files.
+    """
+    builtin = preset in BUILTIN_PRESETS
+    is_handle = "://" in preset
+    expanded = os.path.expanduser(preset)
+    if not (builtin or is_handle or os.path.exists(expanded)):
+        if _looks_like_path(preset):
+            raise ValueError(
+                f"The {role} preset directory {preset!r} does not exist. Pass "
+                "the directory that `model.save_to_preset(path)` wrote (it "
+                "holds `config.json` and `model.weights.h5`), or a KerasHub "
+                "preset name."
+            )
+        close = difflib.get_close_matches(preset, BUILTIN_PRESETS, n=3)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"Unknown {role} preset {preset!r}: it is not a KerasHub preset "
+            "name, a hub handle (`kaggle://...`, `hf://...`) or an existing "
+            f"local preset directory.{hint} List the names with "
+            "`keras_hub.models.CausalLM.presets.keys()`."
+        )
+    try:
+        with serialization_lib.SafeModeScope(None):
+            return keras_hub.models.CausalLM.from_preset(expanded)
+    except Exception as error:
+        if os.path.exists(expanded):
+            raise  # a local preset: KerasHub's own error says what is wrong
+        raise ValueError(
+            f"Could not load the {role} preset {preset!r} "
+            f"({type(error).__name__}: {error}). It is downloaded from "
+            "Kaggle / Hugging Face on first use, which needs network access "
+            "(and, for gated models such as Gemma and Llama, Kaggle "
+            "credentials `KAGGLE_USERNAME`/`KAGGLE_KEY` and the model's "
+            "licence accepted on kaggle.com). Offline, download it on a "
+            "machine with internet: `keras_hub.models.CausalLM.from_preset("
+            f"{preset!r}).save_to_preset('DIR')`, copy DIR here and pass "
+            f"'DIR' as the {role} instead."
+        ) from error
+
+
+def match_vocabulary(draft_logits, target_vocabulary_size):
+    """Draft logits over the target's ids, for vocabularies that differ only
+    by padding (one tokenizer, embedding tables of different sizes).
+
+    Args:
+        draft_logits: `(..., draft_vocab)` logits.
+        target_vocabulary_size: int, the target's vocabulary size.
+
+    Returns:
+        `(..., target_vocabulary_size)` logits. A smaller draft is extended
+        with a logit so negative that its probability is exactly 0 after the
+        softmax (q is extended with zeros); a larger draft's extra entries are
+        dropped, so the softmax renormalises q over the target's ids.
+        Speculative decoding is exact for any draft distribution q over the
+        target's ids, so both keep the output exact.
+    """
+    draft_vocab = draft_logits.shape[-1]
+    if draft_vocab == target_vocabulary_size:
+        return draft_logits
+    if draft_vocab > target_vocabulary_size:
+        return draft_logits[..., :target_vocabulary_size]
+    pad_shape = (*draft_logits.shape[:-1], target_vocabulary_size - draft_vocab)
+    padding = ops.full(pad_shape, PADDING_LOGIT, dtype=draft_logits.dtype)
+    return ops.concatenate([draft_logits, padding], axis=-1)
+
+
+# exp(-1e9 - max) is exactly 0 in float32/bfloat16 (and -inf in float16):
+# finite, so temperature, top-k and top-p arithmetic stay NaN-free.
+PADDING_LOGIT = -1e9
+
+
+def context_length(model):
+    """How many positions `model`'s learned position embeddings cover (the
+    fewest over its `PositionEmbedding` layers, e.g. GPT-2, OPT, BART), or
+    None for model-free drafts and position schemes without a table (RoPE,
+    ALiBi, T5's relative buckets)."""
+    if is_model_free(model):
+        return None
+    backbone = getattr(model, "backbone", model)
+    lengths = [
+        int(layer.sequence_length)
+        for layer in backbone._flatten_layers(include_self=False)
+        if isinstance(layer, keras_hub.layers.PositionEmbedding)
+    ]
+    return min(lengths) if lengths else None
+
+
+def _tokenizer(model):
+    preprocessor = getattr(model, "preprocessor", None)
+    return getattr(preprocessor, "tokenizer", None)
+
+
+def tokenizer_mismatch(target, draft, num_samples=2048):
+    """Why `target` and `draft` do not share one tokenizer, or None if they do.
+
+    Compares the two models' KerasHub tokenizers on the ids both define
+    (every id for vocabularies up to `num_samples`, else an evenly spaced
+    sample including the first and last shared ids).
+    """
+    target_tokenizer, draft_tokenizer = _tokenizer(target), _tokenizer(draft)
+    tokenizers = {"target": target_tokenizer, "draft": draft_tokenizer}
+    missing = [role for role, tokenizer in tokenizers.items() if tokenizer is None]
+    if missing:
+        verb = "has" if len(missing) == 1 else "have"
+        return (
+            f"the {' and '.join(missing)} {verb} no tokenizer attached "
+            "(`preprocessor=None`), so keras_specdec cannot check that the two "
+            "share one tokenizer. Attach the preprocessors (e.g. load both with "
+            "`from_preset`) to allow vocabularies that differ only by padding"
+        )
+    shared = min(
+        int(target_tokenizer.vocabulary_size()), int(draft_tokenizer.vocabulary_size())
+    )
+    ids = np.unique(np.linspace(0, shared - 1, min(shared, num_samples)).astype(int))
+    for i in ids:
+        target_token = target_tokenizer.id_to_token(int(i))
+        draft_token = draft_tokenizer.id_to_token(int(i))
+        if target_token != draft_token:
+            return (
+                f"their tokenizers disagree on id {int(i)} (target "
+                f"{target_token!r}, draft {draft_token!r})"
+            )
+    return None
 
 
 def _parameters(method):
@@ -177,14 +323,26 @@ def target_state(model, cache):
     return (cache, encoder_output, encoder_mask)
 
 
+def within_vocabulary(model, token_ids):
+    """`token_ids` with ids past `model`'s vocabulary clamped into it.
+
+    Only a draft whose vocabulary is smaller than the target's (padding only,
+    see `match_vocabulary`) can be fed such ids: padding ids that the target
+    itself generated. Whatever the draft proposes after them, the output
+    stays exact (any q is); clamping keeps its embedding lookup in range.
+    """
+    return ops.minimum(token_ids, vocabulary_size(model) - 1)
+
+
 def init_state(model, token_ids, padding_mask):
     """Build a draft's own decoding state (and encoder pass) for this batch."""
+    token_ids = within_vocabulary(model, token_ids)
     if is_model_free(model):
         return model.init_state(token_ids, padding_mask)
     if not is_seq2seq(model):
         return build_cache(model, token_ids, padding_mask)
     inputs = current_generate_inputs(model)
-    encoder_ids = inputs["encoder_token_ids"]
+    encoder_ids = within_vocabulary(model, inputs["encoder_token_ids"])
     encoder_mask = inputs["encoder_padding_mask"]
     if _is_t5gemma_like(model):
         _, cache, (encoder_output, encoder_mask) = model._build_cache(
@@ -199,6 +357,7 @@ def init_state(model, token_ids, padding_mask):
 
 def decode(model, state, token_ids, index, prompt_mask=None):
     """Run `token_ids` (batch, chunk) at `index`: `(logits, new_state)`."""
+    token_ids = within_vocabulary(model, token_ids)
     if is_model_free(model):
         return model.decode(state, token_ids, ops.cast(index, "int32"))
     if not is_seq2seq(model):

@@ -1,9 +1,12 @@
 """`SpeculativeSampler`: exact speculative decoding inside `generate()`."""
 
 import copy
+import math
+import numbers
 
 import keras
 import keras_hub
+import numpy as np
 from keras import ops, random
 from keras_hub.src.utils.tensor_utils import any_equal
 
@@ -19,6 +22,37 @@ STAT_NAMES = (
     "accepted_tokens",  # draft tokens accepted
     "emitted_tokens",  # new tokens decided (accepted + recovered + bonus)
 )
+
+
+NEEDS_A_DRAFT = (
+    "`SpeculativeSampler` needs a draft: "
+    "`target.compile(sampler=keras_specdec.SpeculativeSampler(draft=...))` with "
+    "a KerasHub model, a preset name or path, or a `keras_specdec.drafts.Draft`. "
+    'A sampler name alone (`compile(sampler="speculative_decoding")`) cannot '
+    "carry the draft; the name is for configs: `keras_hub.samplers.get("
+    '{"class_name": "speculative_decoding", "config": {"draft": '
+    '"<preset name or path>", ...}})`.'
+)
+
+
+class _NameOnly:
+    """`SpeculativeSampler.variables` read on the class: what `generate()`
+    reads first when `compile(sampler="speculative_decoding")` stored the
+    class itself (a name resolves to the class); iterating it explains."""
+
+    def __iter__(self):
+        raise ValueError(NEEDS_A_DRAFT)
+
+
+class _instance_property(property):
+    """A property that, read on the class instead of an instance, returns
+    `_NameOnly()` (not the property object, which `generate()` would fail to
+    iterate with a bare TypeError)."""
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return _NameOnly()
+        return super().__get__(instance, owner)
 
 
 @keras.saving.register_keras_serializable(package="keras_specdec")
@@ -125,7 +159,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
 
     def __init__(
         self,
-        draft,
+        draft=None,
         num_speculative_tokens=4,
         base_sampler="greedy",
         seed=None,
@@ -135,6 +169,8 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         verify_costs=None,
         **kwargs,
     ):
+        if draft is None:
+            raise ValueError(NEEDS_A_DRAFT)
         if "temperature" in kwargs:
             raise ValueError(
                 "`SpeculativeSampler` takes no `temperature`: set it on the "
@@ -149,27 +185,32 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 "`KERAS_BACKEND=jax` before importing keras."
             )
 
-        def positive_int(x):
-            return isinstance(x, int) and not isinstance(x, bool) and x >= 1
-
-        if not (
-            num_speculative_tokens == "auto" or positive_int(num_speculative_tokens)
-        ):
-            raise ValueError(
-                "`num_speculative_tokens` (gamma) must be an int >= 1 or "
-                f'"auto", got {num_speculative_tokens!r}.'
-            )
-        if not positive_int(max_speculative_tokens):
-            raise ValueError(
-                "`max_speculative_tokens` must be an int >= 1, got "
-                f"{max_speculative_tokens!r}."
-            )
+        num_speculative_tokens = _check_gamma(
+            num_speculative_tokens, "num_speculative_tokens", allow_auto=True
+        )
+        max_speculative_tokens = _check_gamma(
+            max_speculative_tokens, "max_speculative_tokens"
+        )
         if gamma_schedule not in ("theorem", "heuristic"):
             raise ValueError(
                 '`gamma_schedule` must be "theorem" (maximise Theorem 3.8 for '
                 'the running alpha) or "heuristic" (HF\'s +2 / -1 schedule), '
                 f"got {gamma_schedule!r}."
             )
+        if cost_coefficient is not None:
+            if (
+                not isinstance(cost_coefficient, numbers.Real)
+                or isinstance(cost_coefficient, bool)
+                or not math.isfinite(cost_coefficient)
+                or cost_coefficient < 0
+            ):
+                raise ValueError(
+                    "`cost_coefficient` must be a number c >= 0, c = time(draft "
+                    "step) / time(target step), e.g. from "
+                    "`keras_specdec.analysis.measure_cost_coefficient(target, "
+                    f"draft)`; got {cost_coefficient!r}."
+                )
+            cost_coefficient = float(cost_coefficient)
         self.num_speculative_tokens = num_speculative_tokens
         self.max_speculative_tokens = max_speculative_tokens
         self.gamma_schedule = gamma_schedule
@@ -193,12 +234,14 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         self.seed = seed
         self.seed_generator = random.SeedGenerator(seed)
 
-        # A preset name or path round-trips by name; a model by its config.
+        # A preset name or path round-trips by name; a model-free draft by
+        # its config (which holds its arrays). A model's config holds no
+        # weights: it is refused rather than rebuilt with random weights.
         self._draft_preset = draft if isinstance(draft, str) else None
         if isinstance(draft, str):
             draft = model_utils.load_causal_lm(draft)
         elif isinstance(draft, dict):
-            draft = keras.saving.deserialize_keras_object(copy.deepcopy(draft))
+            draft = _deserialize_draft(draft)
         if not isinstance(draft, (keras_hub.models.CausalLM, Draft)):
             raise ValueError(
                 "`draft` must be a KerasHub `CausalLM` or `Seq2SeqLM` (or a "
@@ -232,7 +275,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         )
         self.trace_count = 0  # how often `generate()` traced this sampler
 
-    @property
+    @_instance_property
     def variables(self):
         # Seed state, counters, and the draft's weights: `generate()` passes
         # these to its jitted function as arguments, so the draft is not
@@ -263,7 +306,15 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
     def reset_stats(self):
         self._stats.assign(ops.zeros((len(STAT_NAMES),), dtype="int32"))
 
-    def _check_target(self, model):
+    def _check_target(self, model, prompt=None):
+        """Everything about the target/draft pair that can fail, checked when
+        `generate()` traces the sampler, before XLA compiles anything.
+
+        Args:
+            model: the target (`generate()`'s model).
+            prompt: `generate()`'s token buffer; its static length is
+                `max_length`.
+        """
         if model is None:
             raise ValueError(
                 "`SpeculativeSampler` needs the target model: compile it into "
@@ -285,12 +336,40 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         target_vocab = model_utils.vocabulary_size(model)
         draft_vocab = model_utils.vocabulary_size(self.draft)
         if target_vocab != draft_vocab:
-            raise ValueError(
-                "The draft and target must share one vocabulary, but the "
-                f"target's vocabulary_size is {target_vocab} and the draft's "
-                f"is {draft_vocab}. Use a draft trained with the target's "
-                "tokenizer (e.g. a smaller preset of the same family)."
+            mismatch = (
+                "the draft is model-free"
+                if model_utils.is_model_free(self.draft)
+                else model_utils.tokenizer_mismatch(model, self.draft)
             )
+            if mismatch is not None:
+                raise ValueError(
+                    "The draft and target must share one vocabulary, but the "
+                    f"target's vocabulary_size is {target_vocab} and the "
+                    f"draft's is {draft_vocab}, and {mismatch}. Use a draft "
+                    "trained with the target's tokenizer (e.g. a smaller preset "
+                    "of the same family); embedding tables that differ only by "
+                    "padding are fine when both models carry that tokenizer. "
+                    "A model-free draft takes `vocabulary_size="
+                    f"{target_vocab}`."
+                )
+            # Same tokenizer, tables padded differently: the loop maps the
+            # draft's logits onto the target's ids (`match_vocabulary`).
+        if prompt is not None:
+            # The target's own table is KerasHub's business: its prefill
+            # (`_build_cache`, before the sampler runs) fails the same way
+            # with any sampler.
+            max_length = int(prompt.shape[1])
+            length = model_utils.context_length(self.draft)
+            if length is not None and length < max_length:
+                raise ValueError(
+                    f"The draft (`{type(self.draft).__name__}`) has learned "
+                    f"position embeddings for {length} positions "
+                    "(`backbone.max_sequence_length`), shorter than "
+                    f"`generate()`'s max_length {max_length}. Pass "
+                    f"`max_length={length}` or less to `generate()` (or a "
+                    "shorter `sequence_length` to the preprocessor), or use a "
+                    "draft with a longer context."
+                )
 
     def __call__(
         self,
@@ -304,7 +383,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         model=None,
         **kwargs,
     ):
-        self._check_target(model)
+        self._check_target(model, prompt)
         self.trace_count += 1
         batch_size, max_length = ops.shape(prompt)
         # Static gamma for this max_length: the verify window must fit.
@@ -421,6 +500,10 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                             self.draft, draft_cache, tokens, feed, 1
                         )
                         draft_logits = draft_logits[:, 0]
+                    # Vocabularies differing by padding: q over the target's ids.
+                    draft_logits = model_utils.match_vocabulary(
+                        draft_logits, model_utils.vocabulary_size(model)
+                    )  # (batch, target vocab)
                     if greedy:
                         proposal = ops.argmax(draft_logits, axis=-1)
                     else:
@@ -640,6 +723,48 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             "base_sampler": keras_hub.samplers.serialize(self.base_sampler),
             "seed": self.seed,
         }
+
+
+# A short, lowercase name that `keras_hub.samplers.get` accepts (KerasHub's
+# own "speculative" is its Gemma4-only sampler). As a config's `class_name`
+# it builds this sampler; a bare string resolves to the class, which cannot
+# carry the draft (`generate()` then says so, see `_NameOnly`).
+REGISTERED_ALIAS = "speculative_decoding"
+keras.saving.get_custom_objects()[REGISTERED_ALIAS] = SpeculativeSampler
+
+
+def _check_gamma(value, name, allow_auto=False):
+    """An int >= 1 (Python or numpy integer, not bool), or "auto"."""
+    if allow_auto and isinstance(value, str) and value == "auto":
+        return value
+    if (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, (bool, np.bool_))
+        and value >= 1
+    ):
+        return int(value)
+    auto = ' or "auto"' if allow_auto else ""
+    raise ValueError(f"`{name}` must be an int >= 1{auto}, got {value!r}.")
+
+
+def _deserialize_draft(config):
+    """A draft from its Keras config: model-free drafts only.
+
+    A model's config describes its layers but holds no weights, so rebuilding
+    it would give a randomly initialised draft (alpha ~ 0) without a word.
+    """
+    name = config.get("registered_name") or config.get("class_name")
+    cls = keras.saving.get_registered_object(name)
+    if isinstance(cls, type) and issubclass(cls, Draft):
+        return keras.saving.deserialize_keras_object(copy.deepcopy(config))
+    raise ValueError(
+        f"The sampler config's `draft` is the config of a `{name}` model, "
+        "which holds no weights: rebuilding it would give a draft with random "
+        "weights. Pass the draft model itself, e.g. "
+        "`SpeculativeSampler.from_config({**config, 'draft': draft_model})`, or "
+        "save it once with `draft_model.save_to_preset(path)` and build the "
+        "sampler with `draft=path` (a preset name or path round-trips by name)."
+    )
 
 
 def _get_base_sampler(base_sampler):

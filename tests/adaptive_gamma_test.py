@@ -87,7 +87,10 @@ def test_verify_costs_steer_the_theorem_schedule():
     assert stats["proposed_tokens"] / stats["row_target_calls"] < 1.2
     config = sampler.get_config()
     assert config["verify_costs"]["6"] == 13.0
-    restored = keras_specdec.SpeculativeSampler.from_config(config)
+    # (A model draft's config holds no weights: pass the model itself.)
+    restored = keras_specdec.SpeculativeSampler.from_config(
+        {**config, "draft": sampler.draft}
+    )
     assert restored.verify_costs == sampler.verify_costs
     # Gammas without a verify pass of their own are never chosen; the
     # nearest measured v stands in for gammas that were not measured.
