@@ -260,9 +260,7 @@ def run(args):
                 )
             )
             models.append(model)
-        distinct = output_distinct_4grams(target, prompts, args.max_length, seq2seq)
-        log(f"T={temperature}: target outputs' distinct 4-gram ratio {distinct:.2f}")
-        batch1 = {}
+        batch1, temperature_rows = {}, []
         for batch_size in args.batch_sizes:
             target_seconds, draft_seconds = costs[batch_size]
             batches = prompt_batches(prompts, batch_size)
@@ -301,7 +299,7 @@ def run(args):
                 )
                 fixed = [float(np.median(t)) for t in fixed]
             else:
-                fixed = [0.0] * len(models)
+                fixed = [None] * len(models)  # not measurable: see full_batch
             for m in models:
                 if hasattr(m.sampler, "reset_stats"):
                     m.sampler.reset_stats()
@@ -336,14 +334,20 @@ def run(args):
                         "rounds": stats[i]["target_calls"] / calls,
                     },
                 )
-                row["target_distinct_4grams"] = distinct
                 key = (draft_name, gamma)
                 batch1.setdefault(key, row["tokens_per_target_call"])
                 row["tokens_per_target_call_vs_first_batch"] = (
                     row["tokens_per_target_call"] / batch1[key]
                 )
-                rows.append(row)
+                temperature_rows.append(row)
                 print_row(row)
+        # After the timings, so that the plain model's first call above is
+        # its compile.
+        distinct = output_distinct_4grams(target, prompts, args.max_length, seq2seq)
+        log(f"T={temperature}: target outputs' distinct 4-gram ratio {distinct:.2f}")
+        for row in temperature_rows:
+            row["target_distinct_4grams"] = distinct
+        rows += temperature_rows
         del models
     return rows
 
@@ -454,8 +458,8 @@ def result_row(
     # time minus the per-call cost (a call that decodes nothing), divided by
     # the rounds per call.
     rounds = speculative["rounds"]
-    round_s = (speculative["mean"] - speculative["fixed"]) / rounds
-    plain_step_s = (base["mean"] - base["fixed"]) / base["steps"]
+    round_s = (speculative["mean"] - (speculative["fixed"] or 0.0)) / rounds
+    plain_step_s = (base["mean"] - (base["fixed"] or 0.0)) / base["steps"]
     if isinstance(gamma, str):
         draft_s = verify_s = other_s = float("nan")
     else:
@@ -489,13 +493,18 @@ def result_row(
         "plain_step_ms": plain_step_s * 1000,
         "plain_other_ms": (plain_step_s - step) * 1000,
         "rounds_per_call": rounds,
-        "baseline_fixed_ms": base["fixed"] * 1000,
-        "speculative_fixed_ms": speculative["fixed"] * 1000,
+        # None: not measured (encoder-decoders), counted in the round.
+        "baseline_fixed_ms": _ms(base["fixed"]),
+        "speculative_fixed_ms": _ms(speculative["fixed"]),
         "round_ms": round_s * 1000,
         "draft_ms": draft_s * 1000,
         "verify_ms": verify_s * 1000,
         "other_ms": other_s * 1000,
     }
+
+
+def _ms(seconds):
+    return None if seconds is None else seconds * 1000
 
 
 def print_row(r):
@@ -629,7 +638,8 @@ def _compile_table(rows):
     gammas = list(dict.fromkeys(r["gamma"] for r in sel))
     fixed = [g for g in gammas if not isinstance(g, str)]
     schedules = [g for g in gammas if isinstance(g, str)]
-    header = ["T", "batch", "target alone"] + [f"gamma {g}" for g in gammas]
+    header = ["T", "batch", "target alone"]
+    header += [g if isinstance(g, str) else f"gamma {g}" for g in gammas]
     header += [f"{s} / gamma {max(fixed)}" for s in schedules if fixed]
     lines = [
         "",
@@ -673,7 +683,8 @@ def _breakdown_table(rows):
         "of 2 tokens; verify = one gamma + 1 token target pass; both timed "
         "inside compiled loops; round = (mean call - per-call cost) / rounds "
         "per call, per-call cost = a call whose prompt fills max_length, so "
-        "it decodes nothing; other = round - draft - verify: sampling, "
+        "it decodes nothing (encoder-decoders: not measurable, left in the "
+        "round); other = round - draft - verify: sampling, "
         "acceptance, bookkeeping, buffer and cache copies; model-free drafts' "
         "proposals are counted in other):",
         "",
@@ -703,7 +714,8 @@ def _breakdown_table(rows):
         lines.append(
             f"| {key[0]} | {key[1]} | {r['plain_step_ms']:.2f} | "
             f"{r['target_step_ms']:.2f} | {r['plain_other_ms']:.2f} | "
-            f"{r['baseline_fixed_ms']:.1f} | {r['speculative_fixed_ms']:.1f} |"
+            f"{_fmt(r['baseline_fixed_ms'], '.1f')} | "
+            f"{_fmt(r['speculative_fixed_ms'], '.1f')} |"
         )
     return lines
 
@@ -882,6 +894,16 @@ def plot(rows, out_dir):
     return written
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: ...)" to each option's help, except where the
+    default is None (the help text says what happens then)."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m keras_specdec.benchmark",
@@ -891,7 +913,7 @@ def build_parser():
             "Theorem 3.8 of Leviathan et al. (2023). Writes results.json, "
             "results.md and PNG plots into --out."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument(
         "--pair",
