@@ -228,7 +228,9 @@ def run(args):
     if not seq2seq:
         prompts = truncate_prompts(target, prompts, args.prompt_tokens)
     pair_name = os.path.basename(os.path.normpath(args.pair))
-    all_gammas = sorted(set(args.gammas + args.model_free_gammas))
+    all_gammas = sorted(
+        set(args.gammas + (args.model_free_gammas if args.model_free_drafts else []))
+    )
     costs = {
         b: measure_costs(target, draft, all_gammas, b, args) for b in args.batch_sizes
     }
