@@ -16,35 +16,109 @@ def fake_ende(tmp_path_factory):
     return make_fake_ende(str(tmp_path_factory.mktemp("fake") / "ende"))
 
 
-def test_benchmark_writes_table_2_3_and_adaptive_rows(fake_ende, tmp_path):
+def test_benchmark_writes_table_2_3_compile_and_breakdown_rows(fake_ende, tmp_path):
     out = str(tmp_path / "bench")
     rows = benchmark.main(
         [
             "--pair", fake_ende, "--gammas", "1", "2", "--temperatures", "0", "1",
             "--schedules", "auto", "--model-free-drafts", "prompt_lookup",
             "--model-free-gammas", "2", "--max-length", "12", "--num-prompts",
-            "2", "--repetitions", "1", "--out", out,
+            "2", "--repetitions", "1", "--cost-repetitions", "2", "--out", out,
         ]
     )  # fmt: skip
     # Per temperature: gammas 1 and 2, auto, prompt lookup at gamma 2.
     assert len(rows) == 8
     assert [r["gamma"] for r in rows[:4]] == [1, 2, "auto", 2]
     for r in rows:
+        assert r["batch_size"] == 1
         assert 0.0 <= r["alpha"] <= 1.0
         assert r["tokens_per_target_call"] >= 1.0
-        for key in ("measured_speedup", "predicted_speedup", "efficiency", "c"):
-            assert math.isfinite(r[key]) and r[key] >= 0.0
-        if not isinstance(r["gamma"], str) and r["alpha"] < 1.0:
-            # Theorem 3.8 at the row's alpha, gamma and c.
-            a, g, c = r["alpha"], r["gamma"], r["c"]
-            expected = (1 - a ** (g + 1)) / ((1 - a) * (g * c + 1))
-            assert r["predicted_speedup"] == pytest.approx(expected)
+        for key in (
+            "measured_speedup", "predicted_speedup", "efficiency", "c",
+            "verify_cost", "speculative_compile_s", "baseline_compile_s",
+            "round_ms", "target_step_ms", "rounds_per_call",
+        ):  # fmt: skip
+            assert math.isfinite(r[key]) and r[key] >= 0.0, key
+        if not isinstance(r["gamma"], str):
+            # draft + verify + other add up to the measured round.
+            parts = r["draft_ms"] + r["verify_ms"] + r["other_ms"]
+            assert parts == pytest.approx(r["round_ms"])
+            if r["alpha"] < 1.0:
+                # Theorem 3.8 at the row's alpha, gamma and c.
+                a, g, c = r["alpha"], r["gamma"], r["c"]
+                expected = (1 - a ** (g + 1)) / ((1 - a) * (g * c + 1))
+                assert r["predicted_speedup"] == pytest.approx(expected)
         assert 0.0 <= r["target_distinct_4grams"] <= 1.0
     with open(os.path.join(out, "results.json")) as f:
         assert len(json.load(f)["rows"]) == 8
     with open(os.path.join(out, "results.md")) as f:
         markdown = f.read()
-    assert "Table 3 analogue" in markdown
-    assert "Adaptive gamma vs the best fixed gamma" in markdown
-    assert "distinct 4-gram ratio" in markdown
-    assert any(name.endswith(".png") for name in os.listdir(out))
+    for section in (
+        "Table 3 analogue",
+        "Adaptive gamma vs the best fixed gamma",
+        "distinct 4-gram ratio",
+        "compile s |",
+        "Compile time",
+        "| target alone | gamma 1 | gamma 2 | auto | auto / gamma 2 |",
+        "Where a round's time goes",
+        "| round | draft | verify | other |",
+    ):
+        assert section in markdown, section
+    assert "Batches (rows cycle" not in markdown  # one batch size
+    assert {"speedup_vs_gamma.png", "alpha_vs_gamma.png"} <= set(os.listdir(out))
+
+
+def test_benchmark_batch_sizes_1_and_2(fake_ende, tmp_path):
+    out = str(tmp_path / "bench")
+    rows = benchmark.main(
+        [
+            "--pair", fake_ende, "--gammas", "2", "--temperatures", "1",
+            "--max-length", "12", "--num-prompts", "3", "--repetitions", "1",
+            "--cost-repetitions", "2", "--batch-sizes", "1", "2", "--out", out,
+        ]
+    )  # fmt: skip
+    assert [r["batch_size"] for r in rows] == [1, 2]
+    assert rows[0]["tokens_per_target_call_vs_first_batch"] == 1.0
+    for r in rows:
+        assert r["tokens_per_target_call"] >= 1.0
+        assert math.isfinite(r["verify_cost"]) and r["verify_cost"] > 0
+    with open(os.path.join(out, "results.md")) as f:
+        markdown = f.read()
+    assert "Batches (rows cycle" in markdown
+    assert "| T | draft | gamma | batch | tokens/row-call | vs batch 1 |" in markdown
+    names = set(os.listdir(out))
+    assert {"speedup_vs_gamma.png", "speedup_vs_gamma_batch2.png"} <= names
+    assert "speedup_vs_batch.png" in names
+
+
+def test_default_out_is_a_new_folder_outside_benchmarks(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+    monkeypatch.setattr(benchmark, "run", lambda args: seen.setdefault("args", args))
+    monkeypatch.setattr(benchmark, "to_markdown", lambda rows, command: "")
+    monkeypatch.setattr(benchmark, "plot", lambda rows, out: [])
+    monkeypatch.setattr(benchmark.json, "dump", lambda *a, **k: None)
+    benchmark.main(["--pair", "code"])
+    out = seen["args"].out
+    assert not os.path.normpath(out).startswith("benchmarks")
+    assert os.path.normpath(out).startswith(
+        benchmark.DEFAULT_OUT_ROOT + os.sep + "code-"
+    )
+    assert os.path.isdir(out)
+
+
+def test_help_gives_every_option_a_sentence_and_its_default(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.main(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--batch-sizes", "--out", "--gammas", "--repetitions"):
+        assert option in text
+    assert "(default: [1])" in text  # --batch-sizes
+    assert "(default: 128)" in text  # --max-length
+
+
+def test_prompt_batches_cycle_through_the_prompts():
+    prompts = ["a", "b", "c"]
+    assert benchmark.prompt_batches(prompts, 1) == [["a"], ["b"], ["c"]]
+    assert benchmark.prompt_batches(prompts, 2) == [["a", "b"], ["c", "a"]]
+    assert benchmark.prompt_batches(prompts, 4) == [["a", "b", "c", "a"]]
