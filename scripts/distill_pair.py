@@ -95,25 +95,93 @@ def generations(target, prompts, sampler, max_length, seed):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--pair", choices=["code", "ende"], required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--minutes", type=float, default=5.0)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--divergence", default="forward_kl")
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--length", type=int, default=256, help="code window length")
-    p.add_argument("--train-num", type=int, default=4000)
-    p.add_argument("--held-out", type=int, default=256)
-    p.add_argument("--ende-data", default="data/ende")
-    p.add_argument("--seed", type=int, default=0)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--pair",
+        choices=["code", "ende"],
+        required=True,
+        help="The shipped pair whose draft is distilled towards its target.",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="Output folder for the distilled draft preset (draft/), "
+        "report.json, the cached data (data.npz) and the resumable backup "
+        "(backup/).",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=5.0,
+        help="Stop fitting after this many minutes of training (at a batch end).",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="The sampling temperature the distillation divergence compares "
+        "softmax(logits / T) at (0 means greedy).",
+    )
+    p.add_argument(
+        "--divergence",
+        default="forward_kl",
+        help="The training loss between target and draft distributions: "
+        "forward_kl, tvd (1 - acceptance rate) or reverse_kl.",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=5e-4,
+        help="Learning rate of the default AdamW optimizer.",
+    )
+    p.add_argument("--batch-size", type=int, default=16, help="Training rows per step.")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=20,
+        help="The most passes over the training data (--minutes may stop sooner).",
+    )
+    p.add_argument(
+        "--length",
+        type=int,
+        default=256,
+        help="Token length of each code window, and the generation length of "
+        "the held-out code continuations (code pair only).",
+    )
+    p.add_argument(
+        "--train-num",
+        type=int,
+        default=4000,
+        help="Number of training rows: code windows, or English sentences "
+        "from train.en translated by the target.",
+    )
+    p.add_argument(
+        "--held-out",
+        type=int,
+        default=256,
+        help="Size of the held-out alpha sets: the most windows of the "
+        "held-out code files, or the number of held-out ende test sources.",
+    )
+    p.add_argument(
+        "--ende-data",
+        default="data/ende",
+        help="Folder with train.en from scripts/prepare_ende_corpus.py (ende "
+        "pair only).",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="Random seed for window selection and sampled target generations.",
+    )
     p.add_argument(
         "--draft",
         default=None,
-        help="start from this draft preset (e.g. an earlier run's <out>/draft) "
-        "instead of the shipped one",
+        help="Start from this draft preset (e.g. an earlier run's <out>/draft) "
+        "instead of the shipped one.",
     )
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)

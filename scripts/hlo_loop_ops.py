@@ -19,13 +19,45 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--pair", default="code", help="The shipped pair (causal).")
-    p.add_argument("--gammas", type=int, nargs="+", default=[1, 4, 8])
-    p.add_argument("--temperatures", type=float, nargs="+", default=[0, 1])
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--auto", action="store_true", help="Also the 'auto' gamma.")
-    p.add_argument("--save-dir", default=None, help="Write each HLO text here.")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--pair", default="code", help="The shipped pair to load (a causal LM)."
+    )
+    p.add_argument(
+        "--gammas",
+        type=int,
+        nargs="+",
+        default=[1, 4, 8],
+        help="Fixed gammas (draft tokens per round) to compile, each after the "
+        "target alone.",
+    )
+    p.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="+",
+        default=[0, 1],
+        help="Base sampler temperatures: 0 is greedy, others random sampling "
+        "at that temperature.",
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=128,
+        help="Sequence length the benchmark prompt is padded to for generate().",
+    )
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="Also compile the 'auto' gamma (at most max(--gammas) draft tokens).",
+    )
+    p.add_argument(
+        "--save-dir",
+        default=None,
+        help="Write each compiled program's HLO text into this folder.",
+    )
     args = p.parse_args(argv)
 
     import keras_hub

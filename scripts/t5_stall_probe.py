@@ -64,18 +64,60 @@ def attention_score_std(model, x):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default="data/ende")
-    p.add_argument("--layers", type=int, default=3)
-    p.add_argument("--hidden", type=int, default=192)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-length", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--variants", default="default,fixed")
-    p.add_argument("--out", default=None, help="write the curves as json here")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--data",
+        default="data/ende",
+        help="Folder with tokens.npz and spm.model from "
+        "scripts/prepare_ende_corpus.py.",
+    )
+    p.add_argument(
+        "--layers", type=int, default=3, help="Encoder and decoder layers each."
+    )
+    p.add_argument(
+        "--hidden",
+        type=int,
+        default=192,
+        help="Hidden size (the feed-forward size is twice this).",
+    )
+    p.add_argument("--heads", type=int, default=4, help="Attention heads.")
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="Sentence pairs per step."
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=32,
+        help="Keep only pairs whose source and target fit in this many tokens.",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=1e-3,
+        help="Peak learning rate of the warm-up plus cosine-decay schedule.",
+    )
+    p.add_argument("--steps", type=int, default=300, help="Training steps per variant.")
+    p.add_argument(
+        "--log-every",
+        type=int,
+        default=25,
+        help="Print the training loss every this many steps.",
+    )
+    p.add_argument(
+        "--variants",
+        default="default,fixed",
+        help="Comma-separated variants to train, each from the same seed: "
+        "default, emb_small, no_wd, warmup, adafactor, fixed.",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="Write the loss curves, query growth and attention-score stds "
+        "as JSON to this file.",
+    )
     args = p.parse_args()
     data = np.load(os.path.join(args.data, "tokens.npz"))
     src, tgt = data["train_en"], data["train_de"]
