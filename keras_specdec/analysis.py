@@ -348,6 +348,12 @@ def _teacher_forcing_inputs(target, inputs, sequence_length):
     x = {k: np.asarray(inputs[k]) for k in keys}
     if x[keys[0]].ndim == 1:  # one unbatched sequence, as generate() allows
         x = {k: v[None] for k, v in x.items()}
+    shapes = {k: v.shape for k, v in x.items()}
+    if len({shape[0] for shape in shapes.values()}) != 1:
+        raise ValueError(
+            f"estimate_alpha got arrays with different batch sizes: {shapes}; "
+            "every array needs one row per sequence."
+        )
     mask = x["decoder_padding_mask" if seq2seq else "padding_mask"].astype(bool)
     # The prediction at position t is for token t + 1: count it where both
     # positions are real tokens.
@@ -357,12 +363,21 @@ def _teacher_forcing_inputs(target, inputs, sequence_length):
 
 
 def estimate_alpha(
-    target, draft, inputs, *, base_sampler="greedy", sequence_length=None
+    target,
+    draft,
+    inputs,
+    *,
+    base_sampler="greedy",
+    sequence_length=None,
+    batch_size=16,
 ):
     """alpha from the two models' distributions on real text, without running
     speculative decoding: the mean over non-padding positions of
     sum_x min(p(x), q(x)), with p, q the base sampler's adjusted
     distributions given the true prefix (teacher forcing).
+
+    The one alpha estimate of the package: `keras_specdec.distill` reports
+    alpha before and after training with it.
 
     Args:
         target, draft: KerasHub causal LMs, or seq2seq LMs, sharing a
@@ -373,15 +388,25 @@ def estimate_alpha(
             `(batch, length)`; for a seq2seq LM, a dict of `encoder_text` and
             `decoder_text` strings or of `encoder_token_ids`,
             `encoder_padding_mask`, `decoder_token_ids` and
-            `decoder_padding_mask`.
+            `decoder_padding_mask` (positions counted on the decoder mask).
         base_sampler: as for `SpeculativeSampler`.
         sequence_length: for strings, the length to pad or truncate to
             (decoder length for seq2seq); default the preprocessor's.
+        batch_size: rows per forward pass (bounds the memory of the
+            `(batch, length, vocab)` logits); None for all rows in one pass.
+            The estimate does not depend on it (up to float round-off).
     """
+    import keras
+
     from keras_specdec import rejection
     from keras_specdec.speculative_sampler import _get_base_sampler
 
     base_sampler = _get_base_sampler(base_sampler)
+    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+        raise ValueError(
+            f"estimate_alpha's batch_size must be a positive integer or None "
+            f"(all rows in one pass), got {batch_size!r}."
+        )
     if _is_seq2seq(target) != _is_seq2seq(draft):
         raise ValueError(
             "estimate_alpha needs a target and a draft of the same kind (both "
@@ -394,19 +419,32 @@ def estimate_alpha(
             "estimate_alpha found no position with a real next token: each "
             "row needs at least two real tokens (padding_mask True)."
         )
-    with warnings.catch_warnings():
-        # Keras warns that T5's attention layers "destroy the mask" of the
-        # embeddings; T5 reads the padding masks from its inputs instead.
-        warnings.filterwarnings(
-            "ignore", message=".*will therefore destroy the mask", category=UserWarning
-        )
-        # Called directly on token ids: `predict_on_batch` would run an
-        # attached preprocessor again. (batch, length, vocab)
-        target_logits = target(x, training=False)
-        draft_logits = draft(x, training=False)
-    target_probs = rejection.adjusted_probabilities(target_logits, base_sampler)
-    draft_probs = rejection.adjusted_probabilities(draft_logits, base_sampler)
-    beta = acceptance_rate(
-        np.asarray(target_probs), np.asarray(draft_probs), per_position=True
-    )
-    return float(beta[mask].mean())
+    num_rows = len(mask)
+    batch_size = num_rows if batch_size is None else int(batch_size)
+    total, count = 0.0, 0
+    for start in range(0, num_rows, batch_size):
+        batch_mask = mask[start : start + batch_size]  # (batch, length)
+        if not batch_mask.any():
+            continue  # nothing counted in these rows
+        batch = {k: v[start : start + batch_size] for k, v in x.items()}
+        with warnings.catch_warnings():
+            # Keras warns that T5's attention layers "destroy the mask" of
+            # the embeddings; T5 reads the padding masks from its inputs.
+            warnings.filterwarnings(
+                "ignore",
+                message=".*will therefore destroy the mask",
+                category=UserWarning,
+            )
+            # keras.Model's predict_on_batch (one compiled forward pass) on
+            # token ids: the KerasHub task's own would run an attached
+            # preprocessor again. (batch, length, vocab)
+            target_logits = keras.Model.predict_on_batch(target, batch)
+            draft_logits = keras.Model.predict_on_batch(draft, batch)
+        target_probs = rejection.adjusted_probabilities(target_logits, base_sampler)
+        draft_probs = rejection.adjusted_probabilities(draft_logits, base_sampler)
+        beta = acceptance_rate(
+            np.asarray(target_probs), np.asarray(draft_probs), per_position=True
+        )  # (batch, length)
+        total += float(beta[batch_mask].sum(dtype=np.float64))
+        count += int(batch_mask.sum())
+    return total / count

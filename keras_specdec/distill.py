@@ -45,8 +45,8 @@ DistillResult = collections.namedtuple(
 DistillResult.__doc__ = """What `distill_draft` returns.
 
 - history: the `keras.callbacks.History` of `fit`.
-- alpha_before, alpha_after: `estimate_alpha` on `held_out` before and after
-  training (None without `held_out`).
+- alpha_before, alpha_after: `keras_specdec.analysis.estimate_alpha` on
+  `held_out` before and after training (None without `held_out`).
 """
 
 
@@ -264,46 +264,6 @@ def _check_inputs(model, inputs, name):
         raise ValueError(f"`{name}` arrays differ in batch size: {lengths}.")
 
 
-def estimate_alpha(target, draft, inputs, *, base_sampler="greedy", batch_size=16):
-    """alpha on `inputs` (teacher forcing), for causal and encoder-decoder
-    pairs: the mean over counted positions of sum_x min(p(x), q(x)), with p,
-    q the base sampler's adjusted distributions.
-
-    The same estimate as `keras_specdec.analysis.estimate_alpha` (which
-    takes causal inputs `token_ids` / `padding_mask` in one batch), in
-    batches of `batch_size` rows, and also for `Seq2SeqLM` pairs (inputs
-    `encoder_token_ids`, `encoder_padding_mask`, `decoder_token_ids`,
-    `decoder_padding_mask`; positions counted on the decoder mask).
-    """
-    from keras_specdec.speculative_sampler import _get_base_sampler
-
-    base_sampler = _get_base_sampler(base_sampler)
-    _check_inputs(target, inputs, "inputs")
-    keys = _input_keys(target)
-    inputs = {k: np.asarray(inputs[k]) for k in keys}
-    mask_key = _mask_key(target)
-    total, count = 0.0, 0
-    for start in range(0, len(inputs[mask_key]), batch_size):
-        batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
-        # keras.Model's predict_on_batch: token inputs, never the task's
-        # preprocessor (KerasHub's would try to tokenise them).
-        p = rejection.adjusted_probabilities(
-            keras.Model.predict_on_batch(target, batch), base_sampler
-        )
-        q = rejection.adjusted_probabilities(
-            keras.Model.predict_on_batch(draft, batch), base_sampler
-        )
-        beta = analysis.acceptance_rate(
-            np.asarray(p), np.asarray(q), per_position=True
-        )  # (batch, length)
-        mask = np.asarray(_position_mask(batch[mask_key]))
-        total += float(beta[mask].sum())
-        count += int(mask.sum())
-    if count == 0:
-        raise ValueError("`inputs` have no position whose next token is real.")
-    return total / count
-
-
 def target_generations(
     target, prompts, *, max_length=None, batch_size=16, stop_token_ids="auto"
 ):
@@ -402,7 +362,8 @@ def distill_draft(
     The draft's weights are updated in place; the target is frozen (its
     weights are unchanged; its `trainable` flag is restored afterwards).
     Before and after training, alpha is estimated on `held_out` with
-    `estimate_alpha` (teacher forcing) at the base sampler the temperature
+    `keras_specdec.analysis.estimate_alpha` (teacher forcing, in batches of
+    `batch_size` rows) at the base sampler the temperature
     stands for (greedy at 0, random sampling at temperature T otherwise).
 
     Args:
@@ -424,7 +385,8 @@ def distill_draft(
             "reverse_kl".
         held_out: inputs like `dataset` (a dict of arrays) to report alpha
             on, before and after; None to skip.
-        batch_size: rows per step for dict `dataset`s.
+        batch_size: rows per step for dict `dataset`s, and per forward pass
+            of the alpha estimate on `held_out`.
         optimizer: a Keras optimizer; default AdamW(learning_rate) with
             gradient clipping.
         learning_rate: for the default optimizer.
@@ -472,7 +434,9 @@ def distill_draft(
     def alpha():
         if held_out is None:
             return None
-        return estimate_alpha(target, draft, held_out, base_sampler=sampler)
+        return analysis.estimate_alpha(
+            target, draft, held_out, base_sampler=sampler, batch_size=batch_size
+        )
 
     target_trainable = target.trainable
     try:

@@ -43,7 +43,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_specdec import distill, pairs  # noqa: E402
+from keras_specdec import analysis, distill, pairs  # noqa: E402
 
 
 class TimeLimit(keras.callbacks.Callback):
@@ -257,7 +257,7 @@ def main():
 
     def alphas():
         return {
-            f"{name} T={temperature:g}": distill.estimate_alpha(
+            f"{name} T={temperature:g}": analysis.estimate_alpha(
                 target,
                 draft,
                 inputs,

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from tiny_models import noisy_copy, tiny_causal_lm
+from tiny_models import noisy_copy, seq2seq_inputs, tiny_causal_lm, tiny_seq2seq_lm
 
 from keras_specdec import analysis
 
@@ -188,3 +188,46 @@ def test_estimate_alpha_seq2seq_on_text_and_token_ids():
         analysis.estimate_alpha(target, draft, SENTENCES_EN[:2])
     with pytest.raises(ValueError, match="same kind"):
         analysis.estimate_alpha(target, tiny_causal_lm("gpt2", "target"), text)
+
+
+def test_estimate_alpha_does_not_depend_on_batch_size():
+    import keras_hub
+
+    target = tiny_causal_lm("gpt2", "target", seed=0)
+    draft = tiny_causal_lm("gpt2", "draft", seed=1)
+    rng = np.random.default_rng(3)
+    ids = rng.integers(1, 48, size=(5, 16)).astype("int32")
+    mask = np.ones_like(ids, bool)
+    mask[2, 10:] = False  # a shorter row
+    mask[3, 1:] = False  # one real token: no position counted in this row
+    inputs = {"token_ids": ids, "padding_mask": mask}
+    sampler = keras_hub.samplers.RandomSampler(temperature=0.5)
+    for base_sampler in ("greedy", sampler):
+        whole = analysis.estimate_alpha(
+            target, draft, inputs, base_sampler=base_sampler, batch_size=None
+        )
+        assert 0.0 < whole < 1.0
+        for batch_size in (1, 2, 16):
+            alpha = analysis.estimate_alpha(
+                target, draft, inputs, base_sampler=base_sampler, batch_size=batch_size
+            )
+            assert alpha == pytest.approx(whole, abs=1e-6), batch_size
+    # Encoder-decoders too (positions counted on the decoder mask).
+    t5_target = tiny_seq2seq_lm("t5", "target", seed=0)
+    t5_draft = tiny_seq2seq_lm("t5", "draft", seed=1)
+    x = seq2seq_inputs(
+        rng.integers(2, 48, (3, 8)).tolist(),
+        [[0] + row for row in rng.integers(2, 48, (3, 7)).tolist()],
+        8,
+        10,
+    )
+    alphas = [
+        analysis.estimate_alpha(t5_target, t5_draft, x, batch_size=b) for b in (1, None)
+    ]
+    assert alphas[0] == pytest.approx(alphas[1], abs=1e-6)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        analysis.estimate_alpha(target, draft, inputs, batch_size=0)
+    with pytest.raises(ValueError, match="different batch sizes"):
+        analysis.estimate_alpha(
+            target, draft, {"token_ids": ids, "padding_mask": mask[:3]}
+        )

@@ -60,17 +60,27 @@ def test_divergences_match_the_acceptance_rate():
     np.testing.assert_allclose(np.asarray(greedy), expected, rtol=1e-5)
 
 
-def test_estimate_alpha_matches_analysis_on_causal_inputs():
+def test_distill_reports_the_analysis_alpha_at_its_temperature():
+    # alpha_before is analysis.estimate_alpha at the temperature's base
+    # sampler, on the untrained draft (one tiny step of training follows).
     target = tiny_causal_lm("gpt2", "target", seed=0)
     draft = tiny_causal_lm("gpt2", "draft", seed=1)
-    inputs = causal_tokens(4, seed=3)
-    inputs["padding_mask"][2, 20:] = False  # a shorter row
-    for sampler in ("greedy", distill.base_sampler_for(0.5)):
-        expected = analysis.estimate_alpha(target, draft, inputs, base_sampler=sampler)
-        got = distill.estimate_alpha(
-            target, draft, inputs, base_sampler=sampler, batch_size=2
-        )
-        assert got == pytest.approx(expected, abs=1e-6)
+    held_out = causal_tokens(4, seed=3)
+    held_out["padding_mask"][2, 20:] = False  # a shorter row
+    expected = analysis.estimate_alpha(
+        target, draft, held_out, base_sampler=distill.base_sampler_for(0.5)
+    )
+    result = distill.distill_draft(
+        target,
+        draft,
+        causal_tokens(2, seed=0),
+        held_out=held_out,
+        temperature=0.5,
+        batch_size=2,
+        verbose=0,
+    )
+    assert result.alpha_before == pytest.approx(expected, abs=1e-6)
+    assert result.alpha_after != result.alpha_before  # the draft was trained
 
 
 def test_distilling_raises_alpha_and_leaves_the_target_alone():
