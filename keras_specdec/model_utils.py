@@ -25,7 +25,7 @@ Per-row positions: `decode_rows` runs `decode` with one index per row
 (`jax.vmap` over rows, each row its own batch of one). It needs to know which
 axis of each state leaf is the batch axis; `state_batch_axes` finds it without
 knowing the family, by tracing `init_state` (shapes only, `jax.eval_shape`)
-for the batch and for twice the batch and comparing the shapes.
+for twice the batch and comparing the shapes with the state's.
 """
 
 import contextvars
@@ -239,17 +239,18 @@ def decode(model, state, token_ids, index, prompt_mask=None):
 # Per-row positions.
 
 
-def state_batch_axes(model, token_ids, padding_mask):
-    """The batch axis of every leaf of `init_state(model, ...)`'s state.
+def state_batch_axes(model, state, token_ids, padding_mask):
+    """The batch axis of every leaf of `model`'s decoding `state`.
 
-    Found generically: the state is traced (shapes only, nothing computed)
-    for the batch of `token_ids` and for a batch twice as large; the axis
-    whose size changes is the batch axis (`None` for a leaf without one, e.g.
-    a table shared by all rows). Twice (not one more) keeps a batch that a
-    `keras.distribution` layout splits across devices divisible.
+    Found generically: `init_state` is traced (shapes only, nothing
+    computed) for a batch twice as large as `token_ids`'; the axis whose size
+    differs from `state`'s is the batch axis (`None` for a leaf without one,
+    e.g. a table shared by all rows). Twice (not one more) keeps a batch that
+    a `keras.distribution` layout splits across devices divisible.
 
     Args:
         model: a KerasHub causal LM / seq2seq LM or a model-free `Draft`.
+        state: its state for this batch (`init_state` / `target_state`).
         token_ids: int `(batch, max_length)`, the `generate()` buffer.
         padding_mask: bool `(batch, max_length)`.
 
@@ -259,43 +260,40 @@ def state_batch_axes(model, token_ids, padding_mask):
     batch, length = ops.shape(token_ids)
     inputs = _GENERATE_INPUTS.get(None) if is_seq2seq(model) else None
 
-    def shapes(scale):
-        def make(ids, mask, encoder_inputs):
-            token = _GENERATE_INPUTS.set(encoder_inputs) if encoder_inputs else None
-            try:
-                return init_state(model, ids, mask)
-            finally:
-                if token is not None:
-                    _GENERATE_INPUTS.reset(token)
+    def make(ids, mask, encoder_inputs):
+        token = _GENERATE_INPUTS.set(encoder_inputs) if encoder_inputs else None
+        try:
+            return init_state(model, ids, mask)
+        finally:
+            if token is not None:
+                _GENERATE_INPUTS.reset(token)
 
-        def abstract(x):
-            return jax.ShapeDtypeStruct((scale * x.shape[0], *x.shape[1:]), x.dtype)
+    def doubled(x):
+        return jax.ShapeDtypeStruct((2 * x.shape[0], *x.shape[1:]), x.dtype)
 
-        encoder_inputs = None
-        if inputs is not None:
-            encoder_inputs = {
-                k: abstract(v)
-                for k, v in inputs.items()
-                if k in ("encoder_token_ids", "encoder_padding_mask")
-            }
-        return jax.eval_shape(
-            make,
-            jax.ShapeDtypeStruct((scale * batch, length), token_ids.dtype),
-            jax.ShapeDtypeStruct((scale * batch, length), padding_mask.dtype),
-            encoder_inputs,
-        )
+    encoder_inputs = None
+    if inputs is not None:
+        encoder_inputs = {
+            k: doubled(v)
+            for k, v in inputs.items()
+            if k in ("encoder_token_ids", "encoder_padding_mask")
+        }
+    twice = jax.eval_shape(
+        make, doubled(token_ids), doubled(padding_mask), encoder_inputs
+    )
 
     def axis(one, two):
-        changed = [i for i, (a, b) in enumerate(zip(one.shape, two.shape)) if a != b]
-        if len(changed) > 1 or len(one.shape) != len(two.shape):
+        one, two = tuple(ops.shape(one)), tuple(two.shape)
+        changed = [i for i, (a, b) in enumerate(zip(one, two)) if a != b]
+        if len(changed) > 1 or len(one) != len(two):
             raise ValueError(
                 f"Cannot find the batch axis of a `{type(model).__name__}` "
-                f"state leaf: shape {one.shape} for batch {batch}, "
-                f"{two.shape} for batch {2 * batch}."
+                f"state leaf: shape {one} for batch {batch}, {two} for batch "
+                f"{2 * batch}."
             )
         return changed[0] if changed else None
 
-    return jax.tree.map(axis, shapes(1), shapes(2))
+    return jax.tree.map(axis, state, twice)
 
 
 def decode_rows(model, state, token_ids, index, batch_axes, prompt_mask=None):

@@ -323,8 +323,10 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         )
         row_index = ops.cast(row_index, "int32")  # (batch,)
 
-        # 2. Rows with an empty prompt take KerasHub's own first step.
-        seed = None if greedy else self.seed_generator.next()
+        # 2. The decoding states: the target's cache from `generate()`, the
+        #    draft's own.
+        target_state = model_utils.target_state(model, cache)
+        draft_state = model_utils.init_state(self.draft, prompt, prompt_mask)
         setup = rounds.RoundSetup(
             target=model,
             draft=self.draft,
@@ -335,10 +337,16 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             # Model caches keep max_length: every model call clamps its own
             # start so it never writes past the cache.
             forced=ops.pad(prompt_mask, [[0, 0], [0, gamma]]),
-            target_axes=model_utils.state_batch_axes(model, prompt, prompt_mask),
-            draft_axes=model_utils.state_batch_axes(self.draft, prompt, prompt_mask),
+            target_axes=model_utils.state_batch_axes(
+                model, target_state, prompt, prompt_mask
+            ),
+            draft_axes=model_utils.state_batch_axes(
+                self.draft, draft_state, prompt, prompt_mask
+            ),
             stop_token_ids=stop_token_ids,
         )
+        # 3. Rows with an empty prompt take KerasHub's own first step.
+        seed = None if greedy else self.seed_generator.next()
         first_token, empty = rounds.plain_step(
             setup, next, prompt, cache, row_index, seed
         )
@@ -349,14 +357,12 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         )
         row_index = ops.where(empty, 1, row_index)
 
-        # 3. The decoding states: the target's cache from `generate()`, the
-        #    draft's own.
         schedule = self._schedule(gamma)
         state = rounds.RoundState(
             tokens=ops.pad(tokens, [[0, 0], [0, gamma]]),
             index=row_index,
-            target_state=model_utils.target_state(model, cache),
-            draft_state=model_utils.init_state(self.draft, prompt, prompt_mask),
+            target_state=target_state,
+            draft_state=draft_state,
             stats=rounds.SpeculativeStats.zeros()._replace(
                 emitted_tokens=ops.sum(ops.cast(empty, "int32"))
             ),

@@ -39,7 +39,7 @@ def test_decode_rows_equals_one_call_per_row(name, build):
         inputs = seq2seq_inputs([[5, 6, 7]] * BATCH, [[1]] * BATCH, 8, LENGTH)
         model_utils._GENERATE_INPUTS.set(inputs)
     state = model_utils.init_state(model, token_ids, padding_mask)
-    axes = model_utils.state_batch_axes(model, token_ids, padding_mask)
+    axes = model_utils.state_batch_axes(model, state, token_ids, padding_mask)
     chunk = np.stack([token_ids[i, index[i] : index[i] + 3] for i in range(BATCH)])
     logits, new_state = model_utils.decode_rows(model, state, chunk, index, axes)
     for row in range(BATCH):
