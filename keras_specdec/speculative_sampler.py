@@ -32,18 +32,17 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
     static shapes, a `while_loop` over rounds, the draft's weights passed to
     the program as arguments (through `variables`).
 
-    Batches: the cache index is one scalar for the whole batch, so rows
-    advance together by the fewest tokens any row decided in a round. Tokens
-    that a row decided beyond that common index are not thrown away: they are
-    kept as *forced* tokens, exactly like the prompt tokens of a longer row in
-    a ragged batch, and the next rounds accept them without a test. This keeps
-    the distribution exact because each round returns, for every row, a
-    prefix that is an exact sample of the target's process continued from the
-    row's decided tokens (Theorem 1 of the paper, applied per round); how many
-    of those tokens a round keeps depends only on randomness that is not
-    reused, and sampling autoregressively from a prefix that is itself an
-    exact sample is again exact (the chain rule of the joint distribution).
-    Prompt tokens are never overwritten.
+    Batches: every row advances at its own pace. Each row has its own
+    cache position (`model_utils.decode_rows`: the model's cached call
+    `jax.vmap`-ed over rows, each with its own index), so a round moves each
+    row by its own accepted count + 1 and a row's tokens never depend on its
+    neighbours' acceptances or random draws. Ragged prompts start at their
+    own ends; prompt tokens are never overwritten. Rows that are full (or,
+    with stop tokens, past the end of the output) judge no proposals and do
+    not move; the loop ends when every row is. With stop tokens the output is
+    exactly KerasHub's: rows keep generating until the last row has produced
+    its first stop token, as KerasHub's loop does. The round's phases are
+    module-level functions in `keras_specdec.rounds`.
 
     Args:
         draft: the draft model: a KerasHub `CausalLM` (or `Seq2SeqLM` for

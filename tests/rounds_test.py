@@ -6,6 +6,7 @@ both draft and target, so every expected token is written out by hand.
 
 import numpy as np
 from keras import ops
+from keras_hub.samplers import GreedySampler
 
 from keras_specdec import rounds
 from keras_specdec.drafts import Draft
@@ -30,7 +31,7 @@ def setup_for(target, draft, batch, max_length, gamma, stop_token_ids=None):
     return rounds.RoundSetup(
         target=target,
         draft=draft,
-        base_sampler=rounds.rejection.GreedySampler(),
+        base_sampler=GreedySampler(),
         max_length=max_length,
         forced=ops.zeros((batch, max_length + gamma), "bool"),
         target_axes=(),
