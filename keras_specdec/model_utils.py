@@ -316,6 +316,9 @@ def decode_rows(model, state, token_ids, index, batch_axes, prompt_mask=None):
     Returns:
         `(logits, new_state)`, logits `(batch, chunk, vocab)`.
     """
+    if ops.shape(token_ids)[0] == 1:
+        # One row: its index is the batch's, no vmap (and no scatter) needed.
+        return decode(model, state, token_ids, ops.cast(index, "int32")[0], prompt_mask)
     leaves, treedef = jax.tree.flatten(state)
     axes = jax.tree.leaves(batch_axes, is_leaf=lambda x: x is None)
     if len(axes) != len(leaves):
