@@ -364,9 +364,10 @@ def _dense_slice_update(inputs, start_indices, updates):
     """`ops.slice_update` written as a select over the whole tensor.
 
     Same result as `lax.dynamic_update_slice` (negative starts count from
-    the end, starts clamped so the update fits). Under `jax.vmap` with per-row starts, XLA's partitioner turns a
-    dynamic-update-slice into a scatter that all-gathers a batch-sharded
-    cache; a select is elementwise and stays sharded.
+    the end, starts clamped so the update fits). Under `jax.vmap` with
+    per-row starts, XLA's partitioner turns a dynamic-update-slice into a
+    scatter that all-gathers a batch-sharded cache; a select is elementwise
+    and stays sharded.
     """
     inputs = jnp.asarray(inputs)
     updates = jnp.asarray(updates).astype(inputs.dtype)
