@@ -28,14 +28,11 @@ knowing the family, by tracing `init_state` (shapes only, `jax.eval_shape`)
 for twice the batch and comparing the shapes with the state's.
 """
 
-import contextlib
 import contextvars
 import functools
 import inspect
 
 import jax
-import jax.numpy as jnp
-import keras
 import keras_hub
 from keras import ops
 
@@ -344,55 +341,9 @@ def decode_rows(model, state, token_ids, index, batch_axes, prompt_mask=None):
         ]
         return logits[0], new_leaves
 
-    distributed = keras.distribution.distribution() is not None
-    with _dense_cache_writes() if distributed else contextlib.nullcontext():
-        logits, new_leaves = _vmap_rows(
-            one_row, axes, prompt_mask, leaves, token_ids, index
-        )
-    return logits, jax.tree.unflatten(treedef, new_leaves)
-
-
-def _vmap_rows(one_row, axes, prompt_mask, leaves, token_ids, index):
-    return jax.vmap(
+    logits, new_leaves = jax.vmap(
         one_row,
         in_axes=(axes, 0, 0, None if prompt_mask is None else 0),
         out_axes=(0, axes),
     )(leaves, token_ids, ops.cast(index, "int32"), prompt_mask)
-
-
-def _dense_slice_update(inputs, start_indices, updates):
-    """`ops.slice_update` written as a select over the whole tensor.
-
-    Same result as `lax.dynamic_update_slice` (negative starts count from
-    the end, starts clamped so the update fits). Under `jax.vmap` with
-    per-row starts, XLA's partitioner turns a dynamic-update-slice into a
-    scatter that all-gathers a batch-sharded cache; a select is elementwise
-    and stays sharded.
-    """
-    inputs = jnp.asarray(inputs)
-    updates = jnp.asarray(updates).astype(inputs.dtype)
-    inside = jnp.ones(inputs.shape, bool)
-    for axis, (size, update_size) in enumerate(zip(inputs.shape, updates.shape)):
-        start = jnp.asarray(start_indices[axis])
-        start = jnp.where(start < 0, start + size, start)  # as lax wraps them
-        start = jnp.clip(start, 0, size - update_size)
-        if update_size == size:
-            continue  # the whole axis: start is clamped to 0
-        offset = jnp.arange(size) - start
-        updates = jnp.take(updates, jnp.clip(offset, 0, update_size - 1), axis=axis)
-        shape = [1] * inputs.ndim
-        shape[axis] = size
-        inside = inside & ((offset >= 0) & (offset < update_size)).reshape(shape)
-    return jnp.where(inside, updates, inputs)
-
-
-@contextlib.contextmanager
-def _dense_cache_writes():
-    """While tracing per-row model calls under a `keras.distribution`, the
-    models' cache writes (`keras.ops.slice_update`) are selects."""
-    original = ops.slice_update
-    ops.slice_update = _dense_slice_update
-    try:
-        yield
-    finally:
-        ops.slice_update = original
+    return logits, jax.tree.unflatten(treedef, new_leaves)
