@@ -42,8 +42,9 @@ def expected_tokens_per_step(alpha, gamma):
     >>> expected_tokens_per_step(0.0, 4)
     1.0
     """
-    if alpha >= 1.0:
+    if isinstance(alpha, (int, float, np.number)) and alpha >= 1.0:
         return float(gamma + 1)
+    # Tensors (the sampler's schedule, inside the compiled loop) pass alpha < 1.
     return (1.0 - alpha ** (gamma + 1)) / (1.0 - alpha)
 
 

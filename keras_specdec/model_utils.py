@@ -20,6 +20,12 @@ sampler, so `publish_generate_inputs` wraps the family's `generate_step` once
 the duration of the call. Inside `generate()`'s jit these are the traced
 arguments of the current call, never values frozen into the program, so a
 second batch of the same shape that hits the jit cache gets its own inputs.
+
+Per-row positions: `decode_rows` runs `decode` with one index per row
+(`jax.vmap` over rows, each row its own batch of one). It needs to know which
+axis of each state leaf is the batch axis; `state_batch_axes` finds it without
+knowing the family, by tracing `init_state` (shapes only, `jax.eval_shape`)
+for twice the batch and comparing the shapes with the state's.
 """
 
 import contextvars
@@ -28,6 +34,7 @@ import functools
 import inspect
 import os
 
+import jax
 import keras_hub
 import numpy as np
 from keras import ops
@@ -385,3 +392,117 @@ def decode(model, state, token_ids, index, prompt_mask=None):
         cross_attention_cache_update_index=None,
     )
     return logits, (self_cache, encoder_hidden, encoder_mask, cross_cache)
+
+
+# ---------------------------------------------------------------------------
+# Per-row positions.
+
+
+def state_batch_axes(model, state, token_ids, padding_mask):
+    """The batch axis of every leaf of `model`'s decoding `state`.
+
+    Found generically: `init_state` is traced (shapes only, nothing
+    computed) for a batch twice as large as `token_ids`'; the axis whose size
+    differs from `state`'s is the batch axis (`None` for a leaf without one,
+    e.g. a table shared by all rows). Twice (not one more) keeps a batch that
+    a `keras.distribution` layout splits across devices divisible.
+
+    Args:
+        model: a KerasHub causal LM / seq2seq LM or a model-free `Draft`.
+        state: its state for this batch (`init_state` / `target_state`).
+        token_ids: int `(batch, max_length)`, the `generate()` buffer.
+        padding_mask: bool `(batch, max_length)`.
+
+    Returns:
+        A pytree of the state's structure with an int (or `None`) per leaf.
+    """
+    batch, length = ops.shape(token_ids)
+    inputs = _GENERATE_INPUTS.get(None) if is_seq2seq(model) else None
+
+    def make(ids, mask, encoder_inputs):
+        token = _GENERATE_INPUTS.set(encoder_inputs) if encoder_inputs else None
+        try:
+            return init_state(model, ids, mask)
+        finally:
+            if token is not None:
+                _GENERATE_INPUTS.reset(token)
+
+    def doubled(x):
+        return jax.ShapeDtypeStruct((2 * x.shape[0], *x.shape[1:]), x.dtype)
+
+    encoder_inputs = None
+    if inputs is not None:
+        encoder_inputs = {
+            k: doubled(v)
+            for k, v in inputs.items()
+            if k in ("encoder_token_ids", "encoder_padding_mask")
+        }
+    twice = jax.eval_shape(
+        make, doubled(token_ids), doubled(padding_mask), encoder_inputs
+    )
+
+    def axis(one, two):
+        one, two = tuple(ops.shape(one)), tuple(two.shape)
+        changed = [i for i, (a, b) in enumerate(zip(one, two)) if a != b]
+        if len(changed) > 1 or len(one) != len(two):
+            raise ValueError(
+                f"Cannot find the batch axis of a `{type(model).__name__}` "
+                f"state leaf: shape {one} for batch {batch}, {two} for batch "
+                f"{2 * batch}."
+            )
+        return changed[0] if changed else None
+
+    return jax.tree.map(axis, state, twice)
+
+
+def decode_rows(model, state, token_ids, index, batch_axes, prompt_mask=None):
+    """`decode` with one index per row: row i's chunk sits at `index[i]`.
+
+    `jax.vmap` over rows: each row runs the model's own cached call as a
+    batch of one with a scalar index, so every family's position handling
+    (position embeddings, RoPE offsets, attention masks, cache writes) is
+    reused as is; XLA lowers the per-row cache writes to scatters.
+
+    Args:
+        model: a KerasHub causal LM / seq2seq LM or a model-free `Draft`.
+        state: its decoding state (`init_state` / `target_state`).
+        token_ids: int `(batch, chunk)`, row i at positions
+            `index[i] .. index[i] + chunk - 1`.
+        index: int32 `(batch,)`, each row's start position.
+        batch_axes: `state_batch_axes(...)` for this state.
+        prompt_mask: optional bool `(batch, chunk)`, True on prompt tokens.
+
+    Returns:
+        `(logits, new_state)`, logits `(batch, chunk, vocab)`.
+    """
+    if ops.shape(token_ids)[0] == 1:
+        # One row: its index is the batch's, no vmap (and no scatter) needed.
+        return decode(model, state, token_ids, ops.cast(index, "int32")[0], prompt_mask)
+    leaves, treedef = jax.tree.flatten(state)
+    axes = jax.tree.leaves(batch_axes, is_leaf=lambda x: x is None)
+    if len(axes) != len(leaves):
+        raise ValueError("`batch_axes` does not match the state's structure.")
+
+    def one_row(row_leaves, row_token_ids, row_index, row_mask):
+        row_leaves = [
+            x if a is None else ops.expand_dims(x, a) for x, a in zip(row_leaves, axes)
+        ]
+        logits, new_state = decode(
+            model,
+            jax.tree.unflatten(treedef, row_leaves),
+            row_token_ids[None],
+            row_index,
+            None if row_mask is None else row_mask[None],
+        )
+        new_leaves = jax.tree.leaves(new_state)
+        new_leaves = [
+            x if a is None else ops.squeeze(x, a) for x, a in zip(new_leaves, axes)
+        ]
+        return logits[0], new_leaves
+
+    logits, new_leaves = jax.vmap(
+        one_row,
+        in_axes=(axes, 0, 0, None if prompt_mask is None else 0),
+        out_axes=(0, axes),
+    )(leaves, token_ids, ops.cast(index, "int32"), prompt_mask)
+    return logits, jax.tree.unflatten(treedef, new_leaves)

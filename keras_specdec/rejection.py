@@ -144,10 +144,12 @@ def rejection_sample(
             positions (ignored elsewhere).
         seed: a `keras.random.SeedGenerator`, or a seed tensor for the
             acceptance tests (then pass a different `recovery_seed`).
-        num_proposed: optional int scalar <= gamma: only the first
-            `num_proposed` draft tokens were proposed this round (adaptive
-            gamma); the rest are never accepted, and the token after the last
-            proposal is drawn from p (q is zero there: the residual is p).
+        num_proposed: optional int32, a scalar or `(batch,)` per row, <=
+            gamma: only the first `num_proposed` draft tokens of a row were
+            proposed this round (adaptive gamma, rows near `max_length`,
+            finished rows: 0); the rest are never accepted, and the token
+            after the last proposal is drawn from p (q is zero there: the
+            residual is p).
         recovery_seed: seed of the recovered/bonus draw; defaults to `seed`
             (right for a generator, which advances between the two draws;
             a seed tensor must not be reused).
@@ -199,7 +201,7 @@ def _proposed_mask(gamma, num_proposed):
     positions = ops.arange(gamma, dtype="int32")[None, :]
     if num_proposed is None:
         return positions < gamma
-    return positions < ops.cast(num_proposed, "int32")
+    return positions < ops.reshape(ops.cast(num_proposed, "int32"), (-1, 1))
 
 
 def greedy_verify(
@@ -209,6 +211,26 @@ def greedy_verify(
 
     q and p are one-hot, so a draft token is accepted iff it is the target's
     argmax, and the recovered / bonus token is the target's argmax.
+
+    Args:
+        draft_token_ids: int `(batch, gamma)`.
+        target_logits: float `(batch, gamma + 1, vocab)`.
+        forced, forced_token_ids: `(batch, gamma + 1)`, as in
+            `rejection_sample`.
+        num_proposed: optional int32 scalar or `(batch,)`, as in
+            `rejection_sample`.
+
+    Returns:
+        `(output_token_ids, num_accepted)` as `rejection_sample`: int32
+        `(batch, gamma + 1)` (the target's argmax, forced tokens kept) and
+        int32 `(batch,)`.
+
+    >>> import numpy as np
+    >>> logits = np.eye(8, dtype="float32")[[[1, 5, 6, 7]]]  # argmax 1, 5, 6, 7
+    >>> out, n = greedy_verify(np.array([[1, 2, 3]]), logits,
+    ...                        np.zeros((1, 4), bool), np.zeros((1, 4), "int32"))
+    >>> np.asarray(out).tolist(), np.asarray(n).tolist()
+    ([[1, 5, 6, 7]], [1])
     """
     gamma = ops.shape(draft_token_ids)[1]
     draft_token_ids = ops.cast(draft_token_ids, "int32")

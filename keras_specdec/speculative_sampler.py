@@ -8,20 +8,12 @@ import keras
 import keras_hub
 import numpy as np
 from keras import ops, random
-from keras_hub.src.utils.tensor_utils import any_equal
 
-from keras_specdec import model_utils, rejection
+from keras_specdec import model_utils, rejection, rounds
 from keras_specdec.drafts import Draft
 
-# Order of the counters in the `stats` variable.
-STAT_NAMES = (
-    "target_calls",  # verification forward passes of the target
-    "row_target_calls",  # target_calls times batch size
-    "proposed_tokens",  # draft tokens proposed (not forced, inside max_length)
-    "draft_tokens",  # draft tokens judged: up to and incl. the first rejection
-    "accepted_tokens",  # draft tokens accepted
-    "emitted_tokens",  # new tokens decided (accepted + recovered + bonus)
-)
+# Order of the counters in the `stats` variable (`rounds.SpeculativeStats`).
+STAT_NAMES = rounds.SpeculativeStats._fields
 
 
 NEEDS_A_DRAFT = (
@@ -74,18 +66,17 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
     static shapes, a `while_loop` over rounds, the draft's weights passed to
     the program as arguments (through `variables`).
 
-    Batches: the cache index is one scalar for the whole batch, so rows
-    advance together by the fewest tokens any row decided in a round. Tokens
-    that a row decided beyond that common index are not thrown away: they are
-    kept as *forced* tokens, exactly like the prompt tokens of a longer row in
-    a ragged batch, and the next rounds accept them without a test. This keeps
-    the distribution exact because each round returns, for every row, a
-    prefix that is an exact sample of the target's process continued from the
-    row's decided tokens (Theorem 1 of the paper, applied per round); how many
-    of those tokens a round keeps depends only on randomness that is not
-    reused, and sampling autoregressively from a prefix that is itself an
-    exact sample is again exact (the chain rule of the joint distribution).
-    Prompt tokens are never overwritten.
+    Batches: every row advances at its own pace. Each row has its own
+    cache position (`model_utils.decode_rows`: the model's cached call
+    `jax.vmap`-ed over rows, each with its own index), so a round moves each
+    row by its own accepted count + 1 and a row's tokens never depend on its
+    neighbours' acceptances or random draws. Ragged prompts start at their
+    own ends; prompt tokens are never overwritten. Rows that are full (or,
+    with stop tokens, past the end of the output) judge no proposals and do
+    not move; the loop ends when every row is. With stop tokens the output is
+    exactly KerasHub's: rows keep generating until the last row has produced
+    its first stop token, as KerasHub's loop does. The round's phases are
+    module-level functions in `keras_specdec.rounds`.
 
     Args:
         draft: the draft model: a KerasHub `CausalLM` (or `Seq2SeqLM` for
@@ -393,296 +384,149 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         if gamma < 1:
             return prompt
         greedy = rejection.is_greedy(self.base_sampler)
-        token_dtype = prompt.dtype
-        index = ops.cast(index, "int32")
         if mask is None:
             mask = ops.zeros_like(prompt, dtype="bool")
         prompt_mask = ops.cast(mask, "bool")  # (batch, max_length)
+        positions = ops.arange(max_length, dtype="int32")[None, :]
 
-        # Work on buffers gamma positions longer than max_length, so a window
-        # of gamma + 1 tokens at any index < max_length is never clamped.
-        # Model caches keep max_length: every model call below clamps its own
-        # start so it never writes past the cache.
-        tail = ops.zeros((batch_size, gamma), dtype=token_dtype)
-        tokens = ops.concatenate([prompt, tail], axis=1)
-        no_tail = ops.zeros((batch_size, gamma), dtype="bool")
-        prompt_mask_buffer = ops.concatenate([prompt_mask, no_tail], axis=1)
-        forced = prompt_mask_buffer  # (batch, max_length + gamma)
-        positions = ops.arange(max_length + gamma, dtype="int32")[None, :]
-        draft_cache = model_utils.init_state(self.draft, prompt, prompt_mask)
-        cache = model_utils.target_state(model, cache)
-        stats = ops.zeros((len(STAT_NAMES),), dtype="int32")
+        # 1. Each row starts at its own first non-prompt position (KerasHub's
+        #    `index` is the shortest prompt's length).
+        open_slot = ops.logical_and(
+            positions >= ops.cast(index, "int32"), ops.logical_not(prompt_mask)
+        )
+        row_index = ops.where(
+            ops.any(open_slot, axis=-1),
+            ops.argmax(ops.cast(open_slot, "int32"), axis=-1),
+            max_length,
+        )
+        row_index = ops.cast(row_index, "int32")  # (batch,)
 
-        def window(x, start, size):
-            return ops.slice(x, [0, start], [batch_size, size])
+        # 2. The decoding states: the target's cache from `generate()`, the
+        #    draft's own.
+        target_state = model_utils.target_state(model, cache)
+        draft_state = model_utils.init_state(self.draft, prompt, prompt_mask)
+        setup = rounds.RoundSetup(
+            target=model,
+            draft=self.draft,
+            base_sampler=self.base_sampler,
+            max_length=max_length,
+            # Buffers are gamma positions longer than max_length, so a window
+            # of gamma + 1 tokens at any index <= max_length is never clamped.
+            # Model caches keep max_length: every model call clamps its own
+            # start so it never writes past the cache.
+            forced=ops.pad(prompt_mask, [[0, 0], [0, gamma]]),
+            target_axes=model_utils.state_batch_axes(
+                model, target_state, prompt, prompt_mask
+            ),
+            draft_axes=model_utils.state_batch_axes(
+                self.draft, draft_state, prompt, prompt_mask
+            ),
+            stop_token_ids=stop_token_ids,
+        )
+        # 3. Rows with an empty prompt take KerasHub's own first step.
+        seed = None if greedy else self.seed_generator.next()
+        first_token, empty = rounds.plain_step(
+            setup, next, prompt, cache, row_index, seed
+        )
+        tokens = ops.where(
+            ops.logical_and(positions == 0, empty[:, None]),
+            first_token[:, None],
+            prompt,
+        )
+        row_index = ops.where(empty, 1, row_index)
 
-        def decode_window(decoder, state, tokens, start, size):
-            """Feed `tokens[:, start:start + size]` to `decoder` (its cache
-            written at `start`): `(logits (batch, size, vocab), state)`."""
-            return model_utils.decode(
-                decoder,
-                state,
-                window(tokens, start, size),
-                start,
-                window(prompt_mask_buffer, start, size),
-            )
-
+        schedule = self._schedule(gamma)
+        state = rounds.RoundState(
+            tokens=ops.pad(tokens, [[0, 0], [0, gamma]]),
+            index=row_index,
+            target_state=target_state,
+            draft_state=draft_state,
+            stats=rounds.SpeculativeStats.zeros()._replace(
+                emitted_tokens=ops.sum(ops.cast(empty, "int32"))
+            ),
+            schedule_state=schedule.init(),
+        )
         verify_gammas = self._verify_gammas(gamma) if adaptive else [gamma]
-        heuristic = adaptive and self.gamma_schedule == "heuristic"
-        # Random draws per round: one per draft proposal, the acceptance
-        # uniforms, the recovered/bonus token.
+        # Random draws per round: one per proposal, the acceptance uniforms,
+        # the recovered / bonus token; drawn before a `switch` over round
+        # sizes (its branches must not advance the seed generator).
         num_draws = 0 if greedy else gamma + 2
 
-        def adjusted(logits):
-            return rejection.adjusted_probabilities(logits, self.base_sampler)
+        def cond(state):
+            return ops.any(rounds.active_rows(setup, state))
 
-        def choose_num_proposed(stats, round_gamma):
-            """This round's gamma when adaptive (a scalar <= gamma)."""
-            if heuristic:
-                return round_gamma
-            # Running alpha over earlier calls and this one, with a
-            # uniform prior; gamma maximising Theorem 3.8 for it.
-            totals = ops.cast(ops.convert_to_tensor(self._stats) + stats, "float32")
-            alpha = (totals[STAT_NAMES.index("accepted_tokens")] + 1.0) / (
-                totals[STAT_NAMES.index("draft_tokens")] + 2.0
-            )
-            alpha = ops.minimum(alpha, 1.0 - 1e-6)
-            # Only gammas with a round of their own, and, when verify costs
-            # are given, only measured ones.
-            candidates = self._theorem_candidates(verify_gammas)
-            g = ops.convert_to_tensor(candidates, "float32")
-            v = ops.convert_to_tensor(
-                [self._verify_cost(k) for k in candidates], "float32"
-            )
-            speedup = (1.0 - alpha ** (g + 1.0)) / (
-                (1.0 - alpha) * (g * float(self.cost_coefficient) + v)
-            )
-            return ops.take(
-                ops.convert_to_tensor(candidates, "int32"), ops.argmax(speedup)
-            )
-
-        def make_round(k, dynamic_num_proposed):
-            """One round with k draft proposals and a verify pass of k + 1
-            tokens, all shapes static. With `dynamic_num_proposed` only the
-            first `num_proposed` (<= k) proposals are judged (the heuristic
-            schedule between two round sizes); otherwise all k are.
-
-            `seeds` is None (draw from the sampler's seed generator) or
-            `(num_draws, 2)` seeds drawn before a `switch` over rounds:
-            branches of a `lax.switch` must not update the generator's state.
-            """
-
-            def seed_at(seeds, i):
-                return self.seed_generator if seeds is None else seeds[i]
-
-            def round_fn(
-                tokens, forced, target_cache, draft_cache, index, stats,
-                num_proposed, seeds,
-            ):  # fmt: skip
-                if not dynamic_num_proposed:
-                    num_proposed = None
-                # ---- Draft: k proposals, one token per draft call. ----
-                # The first call re-feeds index - 2 too: after a round in
-                # which all proposals were accepted, the last one was never
-                # fed to the draft, and its cache slot would be a hole.
-                start = ops.maximum(index - 2, 0)
-                draft_logits, draft_cache = decode_window(
-                    self.draft, draft_cache, tokens, start, 2
-                )
-                draft_logits = ops.take(draft_logits, index - 1 - start, axis=1)
-                draft_token_ids, draft_probs = [], []
-                for j in range(k):
-                    if j > 0:
-                        # Past max_length the position is invalid; clamp so
-                        # the cache write stays inside the cache.
-                        feed = ops.minimum(index + j - 1, max_length - 1)
-                        draft_logits, draft_cache = decode_window(
-                            self.draft, draft_cache, tokens, feed, 1
-                        )
-                        draft_logits = draft_logits[:, 0]
-                    # Vocabularies differing by padding: q over the target's ids.
-                    draft_logits = model_utils.match_vocabulary(
-                        draft_logits, model_utils.vocabulary_size(model)
-                    )  # (batch, target vocab)
-                    if greedy:
-                        proposal = ops.argmax(draft_logits, axis=-1)
-                    else:
-                        q = adjusted(draft_logits)  # (batch, vocab)
-                        proposal = rejection.sample_categorical(q, seed_at(seeds, j))
-                        draft_probs.append(q)
-                    proposal = ops.cast(proposal, token_dtype)[:, None]
-                    is_forced = window(forced, index + j, 1)
-                    proposal = ops.where(
-                        is_forced, window(tokens, index + j, 1), proposal
-                    )
-                    tokens = ops.slice_update(tokens, [0, index + j], proposal)
-                    draft_token_ids.append(proposal)
-                draft_token_ids = ops.concatenate(draft_token_ids, axis=1)
-
-                # ---- Target: score k + 1 positions in one forward pass. ----
-                # Positions index .. index + k are predicted by the tokens at
-                # index - 1 .. index + k - 1. Near max_length the chunk
-                # starts earlier (re-feeding decided tokens) instead of being
-                # clamped by XLA onto earlier cache slots; the logits are
-                # realigned.
-                verify_start = ops.minimum(index - 1, max_length - k - 1)
-                target_logits, target_cache = decode_window(
-                    model, target_cache, tokens, verify_start, k + 1
-                )  # (batch, k + 1, vocab)
-                shift = index - 1 - verify_start
-                rows = ops.minimum(ops.arange(k + 1, dtype="int32") + shift, k)
-                target_logits = ops.take(target_logits, rows, axis=1)
-
-                window_forced = window(forced, index, k + 1)
-                window_tokens = window(tokens, index, k + 1)
-                if greedy:
-                    output, num_accepted = rejection.greedy_verify(
-                        draft_token_ids,
-                        target_logits,
-                        window_forced,
-                        window_tokens,
-                        num_proposed=num_proposed,
-                    )
-                else:
-                    output, num_accepted = rejection.rejection_sample(
-                        draft_token_ids,
-                        ops.stack(draft_probs, axis=1),  # (batch, k, vocab)
-                        adjusted(target_logits),  # (batch, k + 1, vocab)
-                        window_forced,
-                        window_tokens,
-                        seed_at(seeds, k),
-                        num_proposed=num_proposed,
-                        recovery_seed=seed_at(seeds, k + 1),
-                    )
-
-                # ---- Bookkeeping. ----
-                offsets = ops.arange(k + 1, dtype="int32")[None, :]
-                num_valid = max_length - index  # positions left
-                decided_now = ops.logical_and(
-                    offsets <= num_accepted[:, None], offsets < num_valid
-                )
-                output = ops.where(
-                    decided_now, ops.cast(output, token_dtype), window_tokens
-                )
-                tokens = ops.slice_update(tokens, [0, index], output)
-                decided_end = ops.minimum(index + num_accepted + 1, max_length)
-                forced = ops.logical_or(
-                    forced,
-                    ops.logical_and(
-                        positions >= index, positions < decided_end[:, None]
-                    ),
-                )
-                new = ops.logical_not(window_forced)
-                proposal_ok = ops.logical_and(new, offsets < num_valid)[:, :k]
-                if num_proposed is not None:
-                    proposal_ok = ops.logical_and(
-                        proposal_ok, offsets[:, :k] < num_proposed
-                    )
-                judged = ops.logical_and(
-                    proposal_ok, offsets[:, :k] <= num_accepted[:, None]
-                )
-                accepted = ops.logical_and(
-                    proposal_ok, offsets[:, :k] < num_accepted[:, None]
-                )
-                emitted = ops.logical_and(new, decided_now)
-
-                def count(x):
-                    return ops.sum(ops.cast(x, "int32"))
-
-                stats = stats + ops.stack(
-                    [
-                        ops.convert_to_tensor(1, "int32"),
-                        ops.cast(batch_size, "int32"),
-                        count(proposal_ok),
-                        count(judged),
-                        count(accepted),
-                        count(emitted),
-                    ]
-                )
-                # Every proposal accepted in every row (the heuristic's +2).
-                all_accepted = ops.min(num_accepted) >= (
-                    k if num_proposed is None else num_proposed
-                )
-                index = ops.min(decided_end)
-                return (
-                    tokens, forced, target_cache, draft_cache, index, stats,
-                    all_accepted,
-                )  # fmt: skip
-
-            return round_fn
-
-        def cond(tokens, forced, target_cache, draft_cache, index, stats, round_gamma):
-            not_done = index < max_length
-            if stop_token_ids is None:
-                return not_done
-            decided = ops.logical_or(positions < index, forced)
-            generated = ops.logical_and(decided, ops.logical_not(prompt_mask_buffer))
-            row_done = ops.any(any_equal(tokens, stop_token_ids, generated), axis=-1)
-            return ops.logical_and(not_done, ops.logical_not(ops.all(row_done)))
-
-        def body(tokens, forced, target_cache, draft_cache, index, stats, round_gamma):
-            state = (tokens, forced, target_cache, draft_cache, index, stats)
-            if not adaptive:
-                *state, _ = make_round(gamma, False)(*state, None, None)
-                return (*state, round_gamma)
-            # Adaptive: the program holds one complete round per size in
-            # `verify_gammas` (static shapes each) and `switch` runs the
-            # smallest one covering this round's gamma, so a round of size k
-            # costs what a fixed-gamma-k round costs. Seeds are drawn here,
-            # outside the switch.
-            num_proposed = choose_num_proposed(stats, round_gamma)
-            bucket = ops.sum(
-                ops.cast(
-                    ops.convert_to_tensor(verify_gammas, "int32") < num_proposed,
-                    "int32",
-                )
-            )
+        def body(state):
+            # 4. The round's size (batch level) and each row's proposals.
+            round_gamma = schedule.next_gamma(state.schedule_state, state.stats)
+            limit = rounds.row_limits(setup, state)
+            active = state.index < limit
+            num_proposed = ops.clip(
+                ops.minimum(round_gamma, limit - 1 - state.index), 0, gamma
+            )  # (batch,)
             seeds = None
             if num_draws:
                 seeds = ops.stack(
                     [self.seed_generator.next() for _ in range(num_draws)]
                 )  # (num_draws, 2)
-            *state, all_accepted = ops.switch(
-                bucket,
-                [make_round(k, heuristic) for k in verify_gammas],
-                *state,
-                num_proposed,
-                seeds,
-            )
-            if heuristic:
-                # HF's schedule: +2 after a round with every draft accepted
-                # (in every row), -1 otherwise.
-                round_gamma = ops.clip(
-                    ops.where(all_accepted, round_gamma + 2, round_gamma - 1),
-                    1,
-                    gamma,
-                )
-            return (*state, round_gamma)
 
-        round_gamma = ops.convert_to_tensor(min(5, gamma), "int32")
-        tokens, forced, _, _, index, stats, _ = self.run_loop(
+            # 5. Propose, verify, accept, commit: one round of the smallest
+            #    size k in `verify_gammas` covering round_gamma.
+            def round_of_size(k):
+                def run(state, num_proposed, active, seeds):
+                    return rounds.speculative_round(
+                        setup, state, k, num_proposed, active, seeds
+                    )
+
+                return run
+
+            if len(verify_gammas) == 1:
+                state, all_accepted = round_of_size(gamma)(
+                    state, num_proposed, active, seeds
+                )
+            else:
+                bucket = ops.sum(
+                    ops.cast(
+                        ops.convert_to_tensor(verify_gammas, "int32") < round_gamma,
+                        "int32",
+                    )
+                )
+                state, all_accepted = ops.switch(
+                    bucket,
+                    [round_of_size(k) for k in verify_gammas],
+                    state,
+                    num_proposed,
+                    active,
+                    seeds,
+                )
+            # 6. The schedule learns from the round.
+            schedule_state = schedule.update(state.schedule_state, all_accepted)
+            return (state._replace(schedule_state=schedule_state),)
+
+        (state,) = self.run_loop(
             cond,
             body,
-            loop_vars=(tokens, forced, cache, draft_cache, index, stats, round_gamma),
-            maximum_iterations=max_length - index,
+            loop_vars=(state,),
+            maximum_iterations=max_length,
             model=model,
         )
-        self._stats.assign(self._stats + stats)
-        decided = ops.logical_or(positions < index, forced)[:, :max_length]
-        if stop_token_ids is not None:
-            # Like KerasHub's own loop, stop right after the position at which
-            # the last row produced its first stop token: a round may have
-            # decided tokens past it, which are dropped.
-            generated = ops.logical_and(decided, ops.logical_not(prompt_mask))
-            is_stop = any_equal(tokens[:, :max_length], stop_token_ids, generated)
-            first_stop = ops.where(
-                ops.any(is_stop, axis=-1),
-                ops.argmax(ops.cast(is_stop, "int32"), axis=-1),
-                max_length,
-            )
-            end = ops.minimum(ops.max(first_stop) + 1, max_length)
-            decided = ops.logical_and(decided, positions[:, :max_length] < end)
-        return ops.where(decided, tokens[:, :max_length], prompt)
+        self._stats.assign(self._stats + state.stats.to_vector())
+        return rounds.output_tokens(setup, state, prompt)
+
+    def _schedule(self, gamma):
+        """The gamma schedule of this sampler (`rounds.*Schedule`)."""
+        if self.num_speculative_tokens != "auto":
+            return rounds.FixedSchedule(gamma)
+        if self.gamma_schedule == "heuristic":
+            return rounds.HeuristicSchedule(gamma)
+        candidates = self._theorem_candidates(self._verify_gammas(gamma))
+        return rounds.TheoremSchedule(
+            candidates,
+            self.cost_coefficient,
+            [self._verify_cost(k) for k in candidates],
+            prior=rounds.SpeculativeStats.from_vector(
+                ops.convert_to_tensor(self._stats)
+            ),
+        )
 
     # The gammas "auto" can verify with a pass of their own size: few enough
     # to keep compile time small, dense where gamma is usually chosen.

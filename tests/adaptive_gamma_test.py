@@ -3,18 +3,20 @@
 import keras_hub
 import numpy as np
 import pytest
-from distribution_test import exact_joint, sample_many, tiny_gpt2, tv_and_noise_floor
+from helpers import (
+    exact_joint,
+    ragged_inputs,
+    sample_many,
+    tiny_gpt2,
+    tv_and_noise_floor,
+)
 from tiny_models import noisy_copy, tiny_causal_lm
 
 import keras_specdec
 
 
 def ragged(max_length=24):
-    ids = np.zeros((2, max_length), "int32")
-    mask = np.zeros_like(ids, bool)
-    ids[0, :3], mask[0, :3] = [1, 2, 3], True
-    ids[1, :6], mask[1, :6] = [4, 5, 6, 7, 8, 9], True
-    return {"token_ids": ids, "padding_mask": mask}
+    return ragged_inputs([[1, 2, 3], [4, 5, 6, 7, 8, 9]], max_length)
 
 
 def run(target, sampler, inputs):
@@ -162,10 +164,7 @@ def test_auto_needs_cost_coefficient_for_model_drafts():
 def test_auto_gamma_sequence_distribution_is_exact(schedule):
     target = tiny_gpt2(seed=1)
     draft = noisy_copy(target, 1.0, seed=2)
-    token_ids = np.zeros((1, 7), "int32")
-    token_ids[0, :3] = [1, 2, 3]
-    padding_mask = np.zeros((1, 7), bool)
-    padding_mask[0, :3] = True
+    inputs = ragged_inputs([[1, 2, 3]], 7)
     base = keras_hub.samplers.TopPSampler(p=0.7, temperature=0.9)
     sampler = keras_specdec.SpeculativeSampler(
         draft,
@@ -175,7 +174,7 @@ def test_auto_gamma_sequence_distribution_is_exact(schedule):
         gamma_schedule=schedule,
         cost_coefficient=0.3,
     )
-    samples = sample_many(target, sampler, token_ids, padding_mask, 100_000, seed=5)
+    samples = sample_many(target, sampler, inputs, 100_000, seed=5)
     exact = exact_joint(target, np.array([1, 2, 3]), 4, base)
     tv, floor_mean, floor_std, counts = tv_and_noise_floor(samples[:, 0, 3:], exact)
     assert counts[exact == 0].sum() == 0

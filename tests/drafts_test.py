@@ -4,7 +4,7 @@ import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
-from distribution_test import (
+from helpers import (
     VOCAB,
     exact_joint,
     sample_many,
@@ -118,7 +118,8 @@ def test_sequence_distribution_is_exact_with_model_free_drafts(kind):
     padding_mask[0, :4] = True
     base = keras_hub.samplers.TopKSampler(k=3, temperature=1.3)
     sampler = keras_specdec.SpeculativeSampler(draft, 2, base_sampler=base)
-    samples = sample_many(target, sampler, token_ids, padding_mask, 100_000, seed=7)
+    inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+    samples = sample_many(target, sampler, inputs, 100_000, seed=7)
     exact = exact_joint(target, np.array(prompt), 3, base)
     tv, floor_mean, floor_std, counts = tv_and_noise_floor(samples[:, 0, 4:], exact)
     assert counts[exact == 0].sum() == 0

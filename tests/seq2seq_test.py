@@ -4,7 +4,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-from distribution_test import reference_probs, tv_and_noise_floor
+from helpers import reference_probs, sample_many, tv_and_noise_floor
 from tiny_models import noisy_copy, seq2seq_inputs, tiny_causal_lm, tiny_seq2seq_lm
 
 import keras_specdec
@@ -95,33 +95,6 @@ def test_kind_and_vocabulary_mismatch_errors():
         decode(target, keras_specdec.SpeculativeSampler(other, 2), inputs)
 
 
-def sample_many_seq2seq(target, sampler, inputs, num_copies, seed):
-    import jax
-
-    target.compile(sampler=sampler)
-    sampler_vars = sampler.variables
-    seed_slot = [
-        i for i, v in enumerate(sampler_vars) if v is sampler.seed_generator.state
-    ][0]
-    values = [v.value for v in sampler_vars]
-    model_vars = target.trainable_variables + target.non_trainable_variables
-    model_values = [v.value for v in model_vars]
-
-    def one(seed_state):
-        state = list(values)
-        state[seed_slot] = seed_state
-        mapping = list(zip(sampler_vars, state)) + list(zip(model_vars, model_values))
-        with keras.StatelessScope(state_mapping=mapping):
-            out = target.generate_step(inputs, stop_token_ids=None)
-        return out["decoder_token_ids"]
-
-    seeds = np.stack([np.full(num_copies, seed), np.arange(num_copies)], 1)
-    run = jax.jit(jax.vmap(one))
-    return np.concatenate(
-        [np.asarray(run(s.astype("uint32"))) for s in np.array_split(seeds, 4)]
-    )
-
-
 @pytest.mark.parametrize(
     "base",
     [
@@ -153,7 +126,7 @@ def test_t5_sequence_distribution_is_exact(base):
     inputs = seq2seq_inputs(encoder, decoder, 4, max_length)
     base = base()
     sampler = keras_specdec.SpeculativeSampler(draft, 2, base_sampler=base)
-    samples = sample_many_seq2seq(target, sampler, inputs, 100_000, seed=99)
+    samples = sample_many(target, sampler, inputs, 100_000, seed=99)
     assert (samples[:, 0, 0] == 0).all()
 
     # Exact joint over the 125 continuations from full forward passes.

@@ -2,6 +2,7 @@
 
 import math
 
+import helpers
 import keras
 import keras_hub
 import numpy as np
@@ -17,12 +18,7 @@ KNOWN_UPSTREAM_BUGS = {"gpt_neox"}
 
 
 def ragged_batch(max_length):
-    token_ids = np.zeros((3, max_length), "int32")
-    padding_mask = np.zeros((3, max_length), bool)
-    for row, prompt in enumerate([[1, 2, 3], [4, 5, 6, 7, 8, 9], [10, 11]]):
-        token_ids[row, : len(prompt)] = prompt
-        padding_mask[row, : len(prompt)] = True
-    return token_ids, padding_mask
+    return helpers.ragged_batch([[1, 2, 3], [4, 5, 6, 7, 8, 9], [10, 11]], max_length)
 
 
 def single_row(max_length):
@@ -30,13 +26,7 @@ def single_row(max_length):
     return token_ids[:1], padding_mask[:1]
 
 
-def generate(model, sampler, token_ids, padding_mask, family="gpt2", **kwargs):
-    model.compile(sampler=sampler)
-    kwargs.setdefault("stop_token_ids", None)
-    out = model.generate(generate_inputs(family, token_ids, padding_mask), **kwargs)
-    return {
-        k: np.asarray(v) for k, v in out.items() if k in ("token_ids", "padding_mask")
-    }
+generate = helpers.generate
 
 
 @pytest.mark.parametrize("family", sorted(BUILDERS))

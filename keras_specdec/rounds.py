@@ -1,0 +1,546 @@
+"""One round of speculative decoding as the paper's phases over named state.
+
+A round (Leviathan et al., 2023, Algorithm 1, batched with one position per
+row) is four module-level functions, each taking and returning plain tensors
+or the `RoundState` below:
+
+1. `propose`: the draft proposes k tokens per row, one draft call each
+   (`draft_token_ids`, `draft_probs` q);
+2. `verify`: the target scores the k + 1 positions of every row in ONE
+   forward pass (`target_logits`, realigned per row near `max_length`);
+3. `accept`: rejection sampling (or greedy matching) decides per row how
+   many proposals are accepted (`num_accepted`) and the recovered or bonus
+   token after them;
+4. `commit`: writes each row's `num_accepted + 1` decided tokens and moves
+   that row's index by as many, independently of the other rows.
+
+`speculative_round` chains them; `SpeculativeSampler.__call__` runs rounds in
+a `while_loop` until every row is full or (with stop tokens) done. Shapes are
+static: k is a Python int, the number of proposals a row actually judges is
+the per-row tensor `num_proposed`.
+
+Glossary:
+
+- *batch*, *max_length*: the `generate()` buffer's shape.
+- *index*: per row, the first position that is not decided yet: every
+  position before it holds the row's prompt or a token the target's process
+  decided. Every model call of a row runs at that row's own cache position
+  (`model_utils.decode_rows`).
+- *forced*: prompt positions; their tokens are never overwritten (a window
+  that reaches a prompt token accepts it without a test).
+- *active*: a row that still needs tokens this round (not full; when all rows
+  have stopped, not past the position where the output ends). Inactive rows
+  judge nothing (`num_proposed` 0) and do not move.
+- *num_proposed*: per row, the proposals of this round it judges (<= k):
+  fewer near `max_length`, 0 for inactive rows.
+- *accepted / recovered / bonus*: the leading proposals that pass the test;
+  the token drawn from norm(max(0, p - q)) at the first rejection; the token
+  drawn from p after all proposals were accepted.
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+from keras import ops
+from keras_hub.src.utils.tensor_utils import any_equal
+
+from keras_specdec import analysis, model_utils, rejection
+
+
+class SpeculativeStats(NamedTuple):
+    """Counters of one `generate()` call (int32 scalars)."""
+
+    target_calls: Any  # () verification forward passes of the target
+    row_target_calls: Any  # () active rows summed over those passes
+    proposed_tokens: Any  # () proposals made (num_proposed, not forced)
+    draft_tokens: Any  # () proposals judged: up to and incl. the first rejection
+    accepted_tokens: Any  # () proposals accepted
+    emitted_tokens: Any  # () new tokens decided (accepted + recovered + bonus)
+
+    @classmethod
+    def zeros(cls):
+        return cls(*(ops.zeros((), "int32") for _ in cls._fields))
+
+    @classmethod
+    def from_vector(cls, vector):
+        """From the `(6,)` int32 vector the sampler stores them in."""
+        return cls(*(vector[i] for i in range(len(cls._fields))))
+
+    def to_vector(self):
+        return ops.stack([ops.cast(x, "int32") for x in self])  # (6,)
+
+    def __add__(self, other):
+        return SpeculativeStats(*(a + b for a, b in zip(self, other)))
+
+
+class RoundState(NamedTuple):
+    """What a round reads and writes (the `while_loop`'s variables)."""
+
+    tokens: Any  # (batch, max_length + gamma) decided tokens, then scratch
+    index: Any  # (batch,) int32, each row's first undecided position
+    target_state: Any  # target's cache (model_utils.target_state)
+    draft_state: Any  # draft's cache / state (model_utils.init_state)
+    stats: SpeculativeStats  # counters of this call
+    schedule_state: Any  # () int32, the gamma schedule's state
+
+
+class RoundSetup(NamedTuple):
+    """What stays fixed during one `generate()` call."""
+
+    target: Any  # the target KerasHub model
+    draft: Any  # the draft model or model-free `Draft`
+    base_sampler: Any  # the KerasHub sampler whose distribution is kept
+    max_length: int  # the generate() buffer length
+    forced: Any  # (batch, max_length + gamma) bool, True on prompt tokens
+    target_axes: Any  # batch axis of each target state leaf
+    draft_axes: Any  # batch axis of each draft state leaf
+    stop_token_ids: Any  # tuple of ints or None
+
+
+# ---------------------------------------------------------------------------
+# Per-row windows of a (batch, length) buffer.
+
+
+def window(x, start, size):
+    """`x[i, start[i] : start[i] + size]` per row, clipped to the buffer.
+
+    Args:
+        x: `(batch, length)`.
+        start: int32 `(batch,)`.
+        size: Python int.
+
+    Returns:
+        `(batch, size)`.
+    """
+    length = ops.shape(x)[1]
+    positions = start[:, None] + ops.arange(size, dtype="int32")[None, :]
+    return ops.take_along_axis(x, ops.clip(positions, 0, length - 1), axis=1)
+
+
+def write_window(x, start, values, write):
+    """`x[i, start[i] + j] = values[i, j]` where `write[i, j]`, per row.
+
+    Args:
+        x: `(batch, length)`.
+        start: int32 `(batch,)`.
+        values: `(batch, size)`, cast to x's dtype.
+        write: bool `(batch, size)`.
+
+    Returns:
+        `(batch, length)`. Positions outside the buffer are not written.
+    """
+    length = ops.shape(x)[1]
+    size = ops.shape(values)[1]
+    offset = ops.arange(length, dtype="int32")[None, :] - start[:, None]
+    inside = ops.logical_and(offset >= 0, offset < size)  # (batch, length)
+    offset = ops.clip(offset, 0, size - 1)
+    value = ops.take_along_axis(ops.cast(values, x.dtype), offset, axis=1)
+    keep = ops.logical_and(inside, ops.take_along_axis(write, offset, axis=1))
+    return ops.where(keep, value, x)
+
+
+def _take_row(x, at):
+    """`x[i, at[i]]` for x `(batch, n, ...)`, at int32 `(batch,)`."""
+    at = ops.reshape(at, (-1, 1) + (1,) * (len(ops.shape(x)) - 2))
+    return ops.take_along_axis(x, at, axis=1)[:, 0]
+
+
+# ---------------------------------------------------------------------------
+# Which rows still need tokens.
+
+
+def row_limits(setup, state):
+    """Per row, the position before which the row must be decided.
+
+    `max_length`, unless stop tokens are given and every row has produced
+    one: then KerasHub's loop stops right after the position at which the
+    last row produced its first stop token, and so does ours (rows that
+    stopped earlier still decide the tokens up to there, as plain generate
+    does).
+
+    Returns:
+        int32 `(batch,)`.
+    """
+    tokens, index = state.tokens, state.index
+    batch = ops.shape(tokens)[0]
+    full = ops.full((batch,), setup.max_length, dtype="int32")
+    if setup.stop_token_ids is None:
+        return full
+    end, all_stopped = _stop_end(setup, tokens, index)
+    return ops.where(all_stopped, ops.minimum(end, setup.max_length), full)
+
+
+def _stop_end(setup, tokens, index):
+    """(end, all_stopped): one past the latest first stop token of a row
+    (int32 ()), and whether every row has generated a stop token."""
+    positions = ops.arange(ops.shape(tokens)[1], dtype="int32")[None, :]
+    generated = ops.logical_and(
+        positions < index[:, None], ops.logical_not(setup.forced)
+    )
+    is_stop = any_equal(tokens, setup.stop_token_ids, generated)
+    stopped = ops.any(is_stop, axis=-1)  # (batch,)
+    first_stop = ops.where(
+        stopped, ops.argmax(ops.cast(is_stop, "int32"), axis=-1), setup.max_length
+    )
+    return ops.cast(ops.max(first_stop) + 1, "int32"), ops.all(stopped)
+
+
+def active_rows(setup, state):
+    """bool `(batch,)`: rows that still need tokens."""
+    return state.index < row_limits(setup, state)
+
+
+def output_tokens(setup, state, prompt):
+    """The `(batch, max_length)` result: decided tokens, the prompt buffer
+    elsewhere; with stop tokens, nothing after KerasHub's end position."""
+    max_length = setup.max_length
+    tokens = state.tokens[:, :max_length]
+    positions = ops.arange(max_length, dtype="int32")[None, :]
+    decided = ops.logical_or(
+        positions < state.index[:, None], setup.forced[:, :max_length]
+    )
+    if setup.stop_token_ids is not None:
+        end, _ = _stop_end(setup, state.tokens, state.index)
+        decided = ops.logical_and(decided, positions < end)
+    return ops.where(decided, tokens, prompt)
+
+
+# ---------------------------------------------------------------------------
+# The phases.
+
+
+def _adjusted(setup, logits):
+    return rejection.adjusted_probabilities(logits, setup.base_sampler)
+
+
+def _seed(seeds, i):
+    return None if seeds is None else seeds[i]
+
+
+def propose(setup, state, k, seeds):
+    """The draft proposes k tokens per row at the row's own position.
+
+    Args:
+        setup: `RoundSetup`.
+        state: `RoundState`.
+        k: Python int, proposals per row (the round's size).
+        seeds: `(>= k, 2)` seeds (seeds[j] draws proposal j), or None for
+            greedy decoding.
+
+    Returns:
+        `(state, draft_token_ids, draft_probs)`: tokens hold the proposals at
+        `index .. index + k - 1` (scratch until `commit`), the draft state
+        advanced; draft_token_ids int `(batch, k)`; draft_probs float32
+        `(batch, k, vocab)` q, or None for greedy decoding.
+    """
+    tokens, index = state.tokens, state.index
+    greedy = rejection.is_greedy(setup.base_sampler)
+
+    def decode(draft_state, start, size):
+        return model_utils.decode_rows(
+            setup.draft,
+            draft_state,
+            window(tokens, start, size),
+            start,
+            setup.draft_axes,
+            window(setup.forced, start, size),
+        )
+
+    # The first call re-feeds index - 2 too: after a round in which all
+    # proposals were accepted the last one was never fed to the draft, and
+    # its cache slot would be a hole.
+    start = ops.maximum(index - 2, 0)
+    draft_logits, draft_state = decode(state.draft_state, start, 2)
+    draft_logits = _take_row(draft_logits, index - 1 - start)  # (batch, vocab)
+    draft_token_ids, draft_probs = [], []
+    for j in range(k):
+        if j > 0:
+            # Past max_length the position is invalid; clamp so the cache
+            # write stays inside the cache (those proposals are never judged).
+            feed = ops.minimum(index + j - 1, setup.max_length - 1)
+            draft_logits, draft_state = decode(draft_state, feed, 1)
+            draft_logits = draft_logits[:, 0]
+        # Vocabularies that differ only by padding: q over the target's ids.
+        draft_logits = model_utils.match_vocabulary(
+            draft_logits, model_utils.vocabulary_size(setup.target)
+        )  # (batch, target vocab)
+        if greedy:
+            proposal = ops.argmax(draft_logits, axis=-1)
+        else:
+            q = _adjusted(setup, draft_logits)  # (batch, vocab)
+            proposal = rejection.sample_categorical(q, _seed(seeds, j))
+            draft_probs.append(q)
+        at = index + j
+        proposal = ops.where(
+            window(setup.forced, at, 1)[:, 0],
+            window(tokens, at, 1)[:, 0],
+            ops.cast(proposal, tokens.dtype),
+        )  # (batch,)
+        tokens = write_window(
+            tokens, at, proposal[:, None], ops.ones_like(proposal[:, None], "bool")
+        )
+        draft_token_ids.append(proposal)
+    draft_token_ids = ops.stack(draft_token_ids, axis=1)  # (batch, k)
+    draft_probs = ops.stack(draft_probs, axis=1) if draft_probs else None
+    return state._replace(tokens=tokens, draft_state=draft_state), (
+        draft_token_ids,
+        draft_probs,
+    )
+
+
+def verify(setup, state, k):
+    """The target scores each row's k + 1 positions in one forward pass.
+
+    Positions index .. index + k are predicted by the tokens at
+    index - 1 .. index + k - 1 (each row at its own cache position). Near
+    `max_length` a row's chunk starts earlier (re-feeding decided tokens)
+    instead of being clamped onto earlier cache slots; its logits are
+    realigned so that row j always predicts position index + j.
+
+    Returns:
+        `(state, target_logits)`, target_logits `(batch, k + 1, vocab)`
+        (rows past `max_length` repeat the last valid one).
+    """
+    index = state.index
+    verify_start = ops.minimum(index - 1, setup.max_length - k - 1)  # (batch,)
+    target_logits, target_state = model_utils.decode_rows(
+        setup.target,
+        state.target_state,
+        window(state.tokens, verify_start, k + 1),
+        verify_start,
+        setup.target_axes,
+        window(setup.forced, verify_start, k + 1),
+    )
+    shift = index - 1 - verify_start  # (batch,)
+    rows = ops.minimum(ops.arange(k + 1, dtype="int32")[None, :] + shift[:, None], k)
+    target_logits = ops.take_along_axis(target_logits, rows[:, :, None], axis=1)
+    return state._replace(target_state=target_state), target_logits
+
+
+def accept(
+    setup, state, draft_token_ids, draft_probs, target_logits, num_proposed, seeds
+):
+    """Rejection sampling (greedy: argmax matching) of each row's proposals.
+
+    Args:
+        draft_token_ids: int `(batch, k)`.
+        draft_probs: float32 `(batch, k, vocab)` q, or None (greedy).
+        target_logits: `(batch, k + 1, vocab)` from `verify`.
+        num_proposed: int32 `(batch,)`, the proposals each row judges.
+        seeds: `(>= k + 2, 2)` seeds (k: acceptance uniforms, k + 1: the
+            recovered / bonus token), or None (greedy).
+
+    Returns:
+        `(output, num_accepted)`: int32 `(batch, k + 1)` accepted proposals
+        then the recovered or bonus token at `num_accepted`; int32 `(batch,)`.
+    """
+    k = ops.shape(draft_token_ids)[1]
+    window_forced = window(setup.forced, state.index, k + 1)
+    window_tokens = window(state.tokens, state.index, k + 1)
+    if draft_probs is None:
+        return rejection.greedy_verify(
+            draft_token_ids,
+            target_logits,
+            window_forced,
+            window_tokens,
+            num_proposed=num_proposed,
+        )
+    return rejection.rejection_sample(
+        draft_token_ids,
+        draft_probs,
+        _adjusted(setup, target_logits),  # (batch, k + 1, vocab)
+        window_forced,
+        window_tokens,
+        seeds[k],
+        num_proposed=num_proposed,
+        recovery_seed=seeds[k + 1],
+    )
+
+
+def commit(setup, state, output, num_accepted, num_proposed, active):
+    """Write each active row's num_accepted + 1 decided tokens; move its
+    index by as many; count.
+
+    Args:
+        output: int `(batch, k + 1)` from `accept`.
+        num_accepted: int32 `(batch,)`.
+        num_proposed: int32 `(batch,)`.
+        active: bool `(batch,)`; inactive rows neither write nor move.
+
+    Returns:
+        `(state, all_accepted)`: all_accepted bool `()`, every active row
+        accepted every proposal it judged (the heuristic schedule's +2).
+    """
+    index = state.index
+    k = ops.shape(output)[1] - 1
+    offsets = ops.arange(k + 1, dtype="int32")[None, :]  # (1, k + 1)
+    window_forced = window(setup.forced, index, k + 1)
+    decided_now = ops.logical_and(
+        ops.logical_and(active[:, None], offsets <= num_accepted[:, None]),
+        index[:, None] + offsets < setup.max_length,
+    )  # (batch, k + 1)
+    tokens = write_window(state.tokens, index, output, decided_now)
+    new_index = ops.where(
+        active, ops.minimum(index + num_accepted + 1, setup.max_length), index
+    )
+
+    new = ops.logical_not(window_forced)
+    proposed = ops.logical_and(
+        ops.logical_and(new[:, :k], offsets[:, :k] < num_proposed[:, None]),
+        active[:, None],
+    )
+    judged = ops.logical_and(proposed, offsets[:, :k] <= num_accepted[:, None])
+    accepted = ops.logical_and(proposed, offsets[:, :k] < num_accepted[:, None])
+    emitted = ops.logical_and(new, decided_now)
+
+    def count(x):
+        return ops.sum(ops.cast(x, "int32"))
+
+    stats = state.stats + SpeculativeStats(
+        target_calls=ops.ones((), "int32"),
+        row_target_calls=count(active),
+        proposed_tokens=count(proposed),
+        draft_tokens=count(judged),
+        accepted_tokens=count(accepted),
+        emitted_tokens=count(emitted),
+    )
+    all_accepted = ops.all(
+        ops.logical_or(ops.logical_not(active), num_accepted >= num_proposed)
+    )
+    state = state._replace(tokens=tokens, index=new_index, stats=stats)
+    return state, all_accepted
+
+
+def speculative_round(setup, state, k, num_proposed, active, seeds):
+    """One complete round of size k: propose, verify, accept, commit.
+
+    Args:
+        k: Python int, proposals drafted per row (static).
+        num_proposed: int32 `(batch,)` <= k, proposals each row judges.
+        active: bool `(batch,)`.
+        seeds: `(gamma + 2, 2)` seeds or None (greedy); seeds[j] draws
+            proposal j, seeds[k] and seeds[k + 1] the acceptance uniforms and
+            the recovered / bonus token (the order a fixed-gamma round of
+            size k consumes them in).
+
+    Returns:
+        `(state, all_accepted)`.
+    """
+    state, (draft_token_ids, draft_probs) = propose(setup, state, k, seeds)
+    state, target_logits = verify(setup, state, k)
+    output, num_accepted = accept(
+        setup, state, draft_token_ids, draft_probs, target_logits, num_proposed, seeds
+    )
+    return commit(setup, state, output, num_accepted, num_proposed, active)
+
+
+def plain_step(setup, next, prompt, cache, index, seed):
+    """KerasHub's own first step for rows with an empty prompt.
+
+    A row whose first undecided position is 0 has no token before it to
+    predict from. KerasHub's loop, at index 0, calls the model's `next` at
+    cache index -1 (which XLA clamps to 0: the padding token at position 0)
+    and writes the drawn token at position 0. To match it exactly, those
+    rows take that very step here (the model's own `next`, full batch); the
+    cache it writes is not kept: the first verify pass of the row rewrites
+    position 0 anyway, as KerasHub's next step does.
+
+    Args:
+        next: the `next(prompt, cache, index)` that `generate()` passes to
+            the sampler.
+        prompt: `(batch, max_length)`; cache: the target's cache as given.
+        index: int32 `(batch,)`, each row's first undecided position.
+        seed: a seed `(2,)` for the draw, or None (greedy).
+
+    Returns:
+        `(token, empty)`: int `(batch,)` the drawn token at position 0 for
+        empty rows (0 elsewhere), bool `(batch,)` which rows are empty. The
+        model call runs only when some row is empty (`lax.cond`).
+    """
+    empty = index == 0
+
+    def step():
+        logits, _, _ = next(prompt, cache, ops.zeros((), "int32"))  # (batch, vocab)
+        probs = _adjusted(setup, logits)
+        if seed is None:
+            token = ops.argmax(probs, axis=-1)
+        else:
+            token = rejection.sample_categorical(probs, seed)
+        return ops.cast(token, prompt.dtype)
+
+    token = jax.lax.cond(ops.any(empty), step, lambda: ops.zeros_like(prompt[:, 0]))
+    return token, empty
+
+
+# ---------------------------------------------------------------------------
+# Gamma schedules: how many proposals the next round makes (batch level).
+
+
+class FixedSchedule:
+    """gamma proposals every round."""
+
+    def __init__(self, gamma):
+        self.gamma = gamma
+
+    def init(self):
+        return ops.zeros((), "int32")
+
+    def next_gamma(self, schedule_state, stats):
+        return ops.convert_to_tensor(self.gamma, "int32")
+
+    def update(self, schedule_state, all_accepted):
+        return schedule_state
+
+
+class HeuristicSchedule:
+    """Hugging Face's `update_candidate_strategy` "heuristic": start at 5,
+    +2 after a round in which every row accepted every proposal, else -1,
+    within 1 .. max_gamma."""
+
+    def __init__(self, max_gamma, start=5):
+        self.max_gamma = max_gamma
+        self.start = min(start, max_gamma)
+
+    def init(self):
+        return ops.convert_to_tensor(self.start, "int32")
+
+    def next_gamma(self, schedule_state, stats):
+        return schedule_state
+
+    def update(self, schedule_state, all_accepted):
+        grown = ops.where(all_accepted, schedule_state + 2, schedule_state - 1)
+        return ops.cast(ops.clip(grown, 1, self.max_gamma), "int32")
+
+
+class TheoremSchedule:
+    """The gamma among `candidates` that maximises Theorem 3.8 (with the
+    verify cost v, `analysis.expected_speedup_with_verify_cost`) for the
+    running acceptance rate: (accepted + 1) / (judged + 2) over `prior`
+    (earlier calls) and this call's counters, a uniform prior."""
+
+    def __init__(self, candidates, cost_coefficient, verify_costs, prior):
+        self.candidates = list(candidates)
+        self.cost_coefficient = float(cost_coefficient)
+        self.verify_costs = list(verify_costs)  # v per candidate
+        self.prior = prior  # SpeculativeStats of earlier calls
+
+    def init(self):
+        return ops.zeros((), "int32")
+
+    def next_gamma(self, schedule_state, stats):
+        totals = self.prior + stats
+        alpha = (ops.cast(totals.accepted_tokens, "float32") + 1.0) / (
+            ops.cast(totals.draft_tokens, "float32") + 2.0
+        )
+        alpha = ops.minimum(alpha, 1.0 - 1e-6)
+        speedup = analysis.expected_speedup_with_verify_cost(
+            alpha,
+            ops.convert_to_tensor(self.candidates, "float32"),
+            self.cost_coefficient,
+            ops.convert_to_tensor(self.verify_costs, "float32"),
+        )
+        candidates = ops.convert_to_tensor(self.candidates, "int32")
+        return ops.take(candidates, ops.argmax(speedup))
+
+    def update(self, schedule_state, all_accepted):
+        return schedule_state
