@@ -368,6 +368,13 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             schedule_state=schedule.init(),
         )
         verify_gammas = self._verify_gammas(gamma) if adaptive else [gamma]
+        # A draft that can say it has fewer (or no) proposals for a row
+        # (prompt lookup) caps that row's num_proposed; the round then takes
+        # the smallest size covering every row's proposals, 0 being a plain
+        # target step.
+        capped = _proposes_fewer(self.draft)
+        if capped:
+            verify_gammas = [0] + self._verify_gammas(gamma)
         # Random draws per round: one per proposal, the acceptance uniforms,
         # the recovered / bonus token; drawn before a `switch` over round
         # sizes (its branches must not advance the seed generator).
@@ -384,6 +391,12 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             num_proposed = ops.clip(
                 ops.minimum(round_gamma, limit - 1 - state.index), 0, gamma
             )  # (batch,)
+            if capped:
+                num_matched = self.draft.max_proposals(
+                    state.draft_state, state.tokens, state.index, gamma
+                )  # (batch,)
+                num_proposed = ops.minimum(num_proposed, num_matched)
+                round_gamma = ops.max(num_proposed)
             seeds = None
             if num_draws:
                 seeds = ops.stack(
@@ -488,6 +501,14 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             "base_sampler": keras_hub.samplers.serialize(self.base_sampler),
             "seed": self.seed,
         }
+
+
+def _proposes_fewer(draft):
+    """Whether `draft` overrides `Draft.max_proposals`."""
+    return (
+        isinstance(draft, Draft)
+        and type(draft).max_proposals is not Draft.max_proposals
+    )
 
 
 def _get_base_sampler(base_sampler):
