@@ -161,12 +161,12 @@ def test_prompt_lookup_without_matches_takes_plain_steps():
     single = {k: v[1:] for k, v in inputs.items()}
     out = np.asarray(target.generate(single, stop_token_ids=None)["token_ids"])
     np.testing.assert_array_equal(out, expected[1:])
+    # The greedy text, 1 2 3 4 26 26 26 26 21 34 29 29, repeats no 4-gram:
+    # every round is a plain step, one target call per new token and no
+    # proposals.
     stats = sampler.stats()
-    if len(set(out[0, 4:].tolist())) + 4 == len(set(out[0].tolist())):
-        # No 4-gram repeated: every round is a plain step (one target call
-        # per new token, no proposals).
-        assert stats["target_calls"] == max_length - 4
-        assert stats["proposed_tokens"] == 0
+    assert stats["target_calls"] == max_length - 4
+    assert stats["proposed_tokens"] == 0
     # Ragged batch with a matching and a non-matching row stays identical.
     sampler.reset_stats()
     out = np.asarray(target.generate(inputs, stop_token_ids=None)["token_ids"])
