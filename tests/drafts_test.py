@@ -140,9 +140,7 @@ def test_prompt_lookup_counts_only_matched_proposals():
     # Only the tokens that follow the match count: the match of "6" (n = 1)
     # at position 1 in [5, 6, 7, 6] leaves 7, 6 after it.
     short = np.array([[5, 6, 7, 6, 0]], "int32")
-    assert np.asarray(draft.max_proposals((), short, np.array([4]), 4)).tolist() == [
-        2
-    ]
+    assert np.asarray(draft.max_proposals((), short, np.array([4]), 4)).tolist() == [2]
 
 
 def test_prompt_lookup_without_matches_takes_plain_steps():
