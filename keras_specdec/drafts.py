@@ -15,6 +15,10 @@ logits. Subclass `Draft` and implement:
   samples proposals from q = the base sampler's adjustment of these logits
   and accepts with min(1, p/q), so the output follows the target whatever q is
   (a good q just means more accepted tokens).
+- optional `max_proposals(state, tokens, index, gamma)`: int32 `(batch,)`,
+  how many proposals each row may make this round (default gamma). A draft
+  that knows it has nothing to propose (prompt lookup with no match) returns
+  0 and the round costs about one plain target step.
 - `variables`: keras Variables the draft reads (passed to the compiled
   program as arguments, not baked in as constants).
 - `get_config()` / `from_config()` for serialization.
@@ -46,6 +50,22 @@ class Draft:
 
     def decode(self, state, token_ids, index):
         raise NotImplementedError
+
+    def max_proposals(self, state, tokens, index, gamma):
+        """Per row, the most proposals worth making at `index` (<= gamma).
+
+        Args:
+            state: the draft's state.
+            tokens: `(batch, length)` the sampler's buffer; positions before
+                each row's index are decided, later ones are scratch.
+            index: int32 `(batch,)`, each row's first undecided position.
+            gamma: Python int, the round's largest size.
+
+        Returns:
+            int32 `(batch,)`. The default, gamma for every row, keeps rounds
+            as they are; the sampler never asks this of model drafts.
+        """
+        return ops.full(ops.shape(index), gamma, dtype="int32")
 
     def get_config(self):
         return {}
@@ -307,9 +327,13 @@ class PromptLookupDraft(Draft):
     """Proposes the continuation of the latest earlier occurrence of the
     current n-gram in the prompt and the text generated so far (HF's
     `prompt_lookup_num_tokens`, vLLM's ngram proposer). The longest n-gram
-    (`max_ngram` down to `min_ngram`) with an earlier match wins; with no
-    match it proposes the last token again. Deterministic: q is one-hot, so
-    sampling stays exact.
+    (`max_ngram` down to `min_ngram`) with an earlier match wins.
+
+    Like HF's prompt lookup it proposes only what matched: `max_proposals`
+    gives per row the number of tokens that follow the match (`num_matched`,
+    at most gamma; 0 when no n-gram matches), and the sampler makes a round
+    with no proposals a plain target step. Deterministic: q is a point mass
+    on each proposal, so sampling stays exact.
 
     Args:
         vocabulary_size: the target's vocabulary size.
@@ -328,33 +352,56 @@ class PromptLookupDraft(Draft):
     def init_state(self, token_ids, padding_mask):
         return ops.cast(token_ids, "int32")  # (batch, max_length) mirror
 
-    def _propose(self, tokens, position):
-        """Proposal for `position` from tokens[:, :position]. (batch,)"""
+    def _latest_match(self, tokens, position):
+        """The longest n-gram ending at `position - 1` with an earlier
+        occurrence in tokens[:, :position - 1].
+
+        Args:
+            tokens: int `(batch, length)`.
+            position: int32 scalar or `(batch,)`.
+
+        Returns:
+            `(found, last)`: bool `(batch,)`; int32 `(batch,)` the end of the
+            latest earlier occurrence of that n-gram (-1 if none).
+        """
         batch, length = ops.shape(tokens)
+        tokens = ops.cast(tokens, "int32")
+        position = ops.cast(position, "int32") + ops.zeros((batch,), "int32")
         t = ops.arange(length, dtype="int32")[None, :]  # candidate match ends
         found = ops.zeros((batch,), dtype="bool")
-        proposal = ops.take_along_axis(
-            tokens,
-            ops.reshape(ops.maximum(position - 1, 0), (1, 1))
-            + ops.zeros((batch, 1), "int32"),
-            axis=1,
-        )[:, 0]
+        last = ops.full((batch,), -1, dtype="int32")
         for n in range(self.max_ngram, self.min_ngram - 1, -1):
-            match = (t >= n - 1) & (t < position - 1)  # earlier occurrences
+            # earlier occurrences end before position - 1
+            match = (t >= n - 1) & (t < position[:, None] - 1)
             for k in range(n):
-                query = ops.take(tokens, ops.maximum(position - 1 - k, 0), axis=1)
+                at = ops.maximum(position - 1 - k, 0)[:, None]
+                query = ops.take_along_axis(tokens, at, axis=1)  # (batch, 1)
                 shifted = ops.roll(tokens, k, axis=1)  # shifted[:, t] = tok[t-k]
-                match = match & (shifted == query[:, None])
-            match = match & (position - n >= 0)
-            any_match = ops.any(match, axis=1)
-            last = ops.max(ops.where(match, t, -1), axis=1)  # latest match end
-            follower = ops.take_along_axis(
-                tokens, ops.minimum(last + 1, length - 1)[:, None], axis=1
-            )[:, 0]
-            use = any_match & ~found
-            proposal = ops.where(use, follower, proposal)
-            found = found | any_match
-        return proposal
+                match = match & (shifted == query)
+            match = match & (position[:, None] - n >= 0)
+            latest = ops.max(ops.where(match, t, -1), axis=1)  # (batch,)
+            use = ops.any(match, axis=1) & ~found
+            last = ops.where(use, latest, last)
+            found = found | use
+        return found, last
+
+    def _propose(self, tokens, position):
+        """Proposal for `position` from tokens[:, :position]. (batch,)
+
+        The token after the latest match; with no match the last token
+        again (never judged: `max_proposals` is 0 then)."""
+        length = ops.shape(tokens)[1]
+        found, last = self._latest_match(tokens, position)
+        at = ops.where(found, last + 1, ops.maximum(position - 1, 0))
+        at = ops.minimum(at, length - 1)[:, None]
+        return ops.take_along_axis(tokens, at, axis=1)[:, 0]
+
+    def max_proposals(self, state, tokens, index, gamma):
+        """num_matched: per row, the tokens that follow the latest match of
+        the longest matching n-gram (at most gamma), 0 with no match."""
+        found, last = self._latest_match(tokens, index)
+        following = ops.cast(index, "int32") - 1 - last  # (batch,)
+        return ops.where(found, ops.clip(following, 0, gamma), 0)
 
     def decode(self, state, token_ids, index):
         tokens = ops.slice_update(state, [0, index], ops.cast(token_ids, "int32"))

@@ -223,7 +223,9 @@ def propose(setup, state, k, seeds):
     Args:
         setup: `RoundSetup`.
         state: `RoundState`.
-        k: Python int, proposals per row (the round's size).
+        k: Python int, proposals per row (the round's size). With k = 0 the
+            draft only catches up on the tokens decided last round (so its
+            state has no holes) and proposes nothing.
         seeds: `(>= k, 2)` seeds (seeds[j] draws proposal j), or None for
             greedy decoding.
 
@@ -280,8 +282,15 @@ def propose(setup, state, k, seeds):
             tokens, at, proposal[:, None], ops.ones_like(proposal[:, None], "bool")
         )
         draft_token_ids.append(proposal)
-    draft_token_ids = ops.stack(draft_token_ids, axis=1)  # (batch, k)
-    draft_probs = ops.stack(draft_probs, axis=1) if draft_probs else None
+    if k == 0:
+        # A plain step: the draft only caught up on the decided tokens.
+        batch = ops.shape(tokens)[0]
+        vocab = ops.shape(draft_logits)[-1]
+        draft_token_ids = ops.zeros((batch, 0), tokens.dtype)
+        draft_probs = None if greedy else ops.zeros((batch, 0, vocab), "float32")
+    else:
+        draft_token_ids = ops.stack(draft_token_ids, axis=1)  # (batch, k)
+        draft_probs = ops.stack(draft_probs, axis=1) if draft_probs else None
     return state._replace(tokens=tokens, draft_state=draft_state), (
         draft_token_ids,
         draft_probs,

@@ -447,6 +447,13 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             schedule_state=schedule.init(),
         )
         verify_gammas = self._verify_gammas(gamma) if adaptive else [gamma]
+        # A draft that can say it has fewer (or no) proposals for a row
+        # (prompt lookup) caps that row's num_proposed; the round then takes
+        # the smallest size covering every row's proposals, 0 being a plain
+        # target step.
+        capped = _proposes_fewer(self.draft)
+        if capped:
+            verify_gammas = [0] + self._verify_gammas(gamma)
         # Random draws per round: one per proposal, the acceptance uniforms,
         # the recovered / bonus token; drawn before a `switch` over round
         # sizes (its branches must not advance the seed generator).
@@ -463,6 +470,12 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             num_proposed = ops.clip(
                 ops.minimum(round_gamma, limit - 1 - state.index), 0, gamma
             )  # (batch,)
+            if capped:
+                num_matched = self.draft.max_proposals(
+                    state.draft_state, state.tokens, state.index, gamma
+                )  # (batch,)
+                num_proposed = ops.minimum(num_proposed, num_matched)
+                round_gamma = ops.max(num_proposed)
             seeds = None
             if num_draws:
                 seeds = ops.stack(
@@ -608,6 +621,14 @@ def _deserialize_draft(config):
         "`SpeculativeSampler.from_config({**config, 'draft': draft_model})`, or "
         "save it once with `draft_model.save_to_preset(path)` and build the "
         "sampler with `draft=path` (a preset name or path round-trips by name)."
+    )
+
+
+def _proposes_fewer(draft):
+    """Whether `draft` overrides `Draft.max_proposals`."""
+    return (
+        isinstance(draft, Draft)
+        and type(draft).max_proposals is not Draft.max_proposals
     )
 
 

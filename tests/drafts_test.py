@@ -203,3 +203,47 @@ def test_fit_on_a_single_token():
     assert np.asarray(logits).argmax(-1).tolist() == [[3, 3]]
     unigram = drafts.UnigramDraft.fit([np.array([3])], vocabulary_size=5)
     assert unigram.probabilities.tolist() == [0, 0, 0, 1, 0]
+
+
+def test_prompt_lookup_counts_only_matched_proposals():
+    draft = drafts.PromptLookupDraft(10, max_ngram=2)
+    tokens = np.array([[5, 6, 7, 8, 5, 6, 0, 0], [1, 2, 3, 4, 0, 0, 0, 0]], "int32")
+    index = np.array([6, 4], "int32")
+    # Row 0: "5 6" (positions 4..5) occurred at 0..1, followed by 7 8 5 6:
+    # gamma 3 caps it at 3. Row 1: no token repeats, nothing matched.
+    num_matched = draft.max_proposals((), tokens, index, 3)
+    assert np.asarray(num_matched).tolist() == [3, 0]
+    logits, _ = draft.decode(draft.init_state(tokens, tokens > 0), tokens[:, 5:6], 5)
+    assert np.asarray(logits).argmax(-1)[0, 0] == 7
+    # Only the tokens that follow the match count: the match of "6" (n = 1)
+    # at position 1 in [5, 6, 7, 6] leaves 7, 6 after it.
+    short = np.array([[5, 6, 7, 6, 0]], "int32")
+    assert np.asarray(draft.max_proposals((), short, np.array([4]), 4)).tolist() == [2]
+
+
+def test_prompt_lookup_without_matches_takes_plain_steps():
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    max_length = 12
+    ids = np.zeros((2, max_length), "int32")
+    mask = np.zeros_like(ids, bool)
+    ids[0, :10], mask[0, :10] = REPEATING, True
+    ids[1, :4], mask[1, :4] = [1, 2, 3, 4], True
+    inputs = {"token_ids": ids, "padding_mask": mask}
+    expected = greedy_reference(target, inputs)
+    # min_ngram = max_ngram = 4 on the no-repeat row: nothing ever matches.
+    draft = drafts.PromptLookupDraft(48, max_ngram=4, min_ngram=4)
+    sampler = keras_specdec.SpeculativeSampler(draft, 4)
+    target.compile(sampler=sampler)
+    single = {k: v[1:] for k, v in inputs.items()}
+    out = np.asarray(target.generate(single, stop_token_ids=None)["token_ids"])
+    np.testing.assert_array_equal(out, expected[1:])
+    # The greedy text, 1 2 3 4 26 26 26 26 21 34 29 29, repeats no 4-gram:
+    # every round is a plain step, one target call per new token and no
+    # proposals.
+    stats = sampler.stats()
+    assert stats["target_calls"] == max_length - 4
+    assert stats["proposed_tokens"] == 0
+    # Ragged batch with a matching and a non-matching row stays identical.
+    sampler.reset_stats()
+    out = np.asarray(target.generate(inputs, stop_token_ids=None)["token_ids"])
+    np.testing.assert_array_equal(out, expected)
