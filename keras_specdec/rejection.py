@@ -87,11 +87,31 @@ def adjusted_probabilities(logits, base_sampler):
 
 
 def sample_categorical(probs, seed):
-    """Draw one token per row of `probs` `(..., vocab)`; zero-probability
-    tokens are never drawn (log 0 = -inf in the Gumbel-max draw)."""
+    """Draw one token per row of `probs` `(..., vocab)` by inverse CDF.
+
+    One uniform u per row; the token is the first x whose cumulative
+    probability exceeds u times the row's total. Zero-probability tokens are
+    never drawn (the CDF does not rise at them). This replaces a Gumbel-max
+    draw (`keras.random.categorical`), which makes vocab-many random numbers
+    per row and which XLA:CPU compiles into a loop per draw: at T > 0 a round
+    has gamma + 1 such draws, a cost that grew with gamma (issue 13).
+
+    >>> import numpy as np
+    >>> probs = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], "float32")
+    >>> np.asarray(sample_categorical(probs, seed=0)).tolist()
+    [1, 2]
+    """
     shape = ops.shape(probs)
-    flat = ops.reshape(probs, (-1, shape[-1]))
-    tokens = random.categorical(ops.log(flat), 1, seed=seed, dtype="int32")
+    vocab = shape[-1]
+    flat = ops.reshape(probs, (-1, vocab))  # (rows, vocab)
+    cdf = ops.cumsum(flat, axis=-1)  # (rows, vocab)
+    u = random.uniform((ops.shape(flat)[0], 1), seed=seed)  # (rows, 1)
+    threshold = u * cdf[:, -1:]  # (rows, 1)
+    tokens = ops.sum(ops.cast(cdf <= threshold, "int32"), axis=-1)  # (rows,)
+    # u * total can round up to the total (probability ~2^-24): never step
+    # past the last token with probability mass.
+    last = vocab - 1 - ops.argmax(ops.cast(ops.flip(flat, axis=-1) > 0, "int32"), -1)
+    tokens = ops.minimum(tokens, ops.cast(last, "int32"))
     return ops.reshape(tokens, shape[:-1])
 
 
