@@ -105,8 +105,8 @@ def test_no_full_weight_gathered_in_compiled_program():
     over "model"), all-gathers of tiny per-shard argmax candidates over the
     vocab shards (`f32[1,4]` / `s32[1,4]`) and of the token / mask buffers
     (`s32[2,20,1]`, `pred[2,20]`). Speculative programs contain more
-    collectives (the draft's own, and the verify window's), but of the same
-    kinds and no larger.
+    collectives (the draft's own, the verify window's, and the per-row cache
+    writes' gathers of key/value slices, see below), of the same kinds.
     """
     r = run_worker("model_parallel_programs")
     weight_shapes = r["sharded_weight_shapes"]
@@ -129,15 +129,24 @@ def test_no_full_weight_gathered_in_compiled_program():
         assert program["weight_sharding_mismatch"] == [], name
         for op, shape in program["collectives"]:
             assert shape not in weight_shapes, (name, op, shape)
-        # Nothing gathered is even as large as the smallest sharded weight.
-        assert largest(program, "all-gather") < smallest_weight, name
-        for op in ("all-gather", "all-reduce", "collective-permute"):
+        # Nothing gathered is even as large as the smallest sharded weight,
+        # except, in speculative programs, one layer's key/value cache slice
+        # `(batch, max_length, kv heads per shard, head_dim)` = f32[2,20,1,8]:
+        # each row writes the cache at its own position (a vmapped
+        # dynamic-update-slice, i.e. a scatter), which XLA's SPMD partitioner
+        # lowers by gathering the batch-sharded slice. A cost in activations,
+        # not weights; README "Known limitations".
+        large = {
+            shape
+            for op, shape in program["collectives"]
+            if op == "all-gather" and elements(shape) >= smallest_weight
+        }
+        if name == "plain_greedy":
+            assert not large, large
+        else:
+            assert large <= {"f32[2,20,1,8]"}, (name, large)
+        for op in ("all-reduce", "collective-permute"):
             # No collective larger than the largest of plain greedy.
             assert largest(program, op) <= largest(plain, op), (name, op)
         ops = {op for op, _ in program["collectives"]}
         assert ops <= {"all-gather", "all-reduce", "collective-permute"}, name
-    # A replicated draft runs locally: the speculative program adds only
-    # the target's collectives for the verify window and scalar reductions.
-    assert sum(op == "all-gather" for op, _ in plain["collectives"]) == sum(
-        op == "all-gather" for op, _ in programs["draft_replicated"]["collectives"]
-    )
