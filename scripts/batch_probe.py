@@ -43,7 +43,7 @@ def parse_args(argv=None):
         type=float,
         nargs="+",
         default=[0.0, 1.0],
-        help="0 is greedy; otherwise RandomSampler(temperature).",
+        help="Sampling temperatures: 0 is greedy, otherwise a RandomSampler.",
     )
     parser.add_argument("--gamma", type=int, default=4, help="Draft tokens a round.")
     parser.add_argument("--max-length", type=int, default=128, help="Buffer length.")

@@ -31,6 +31,13 @@ def test_benchmark_writes_table_2_3_compile_and_breakdown_rows(fake_ende, tmp_pa
     assert [r["gamma"] for r in rows[:4]] == [1, 2, "auto", 2]
     for r in rows:
         assert r["batch_size"] == 1
+        if r["draft"] == "prompt_lookup" and math.isnan(r["alpha"]):
+            # No n-gram of these short random prompts repeats: prompt lookup
+            # proposed nothing, so every round was a plain target step and
+            # alpha (accepted / judged) is undefined.
+            assert r["tokens_per_target_call"] == pytest.approx(1.0)
+            assert math.isfinite(r["measured_speedup"])
+            continue
         assert 0.0 <= r["alpha"] <= 1.0
         assert r["tokens_per_target_call"] >= 1.0
         for key in (
@@ -68,6 +75,7 @@ def test_benchmark_writes_table_2_3_compile_and_breakdown_rows(fake_ende, tmp_pa
     assert {"speedup_vs_gamma.png", "alpha_vs_gamma.png"} <= set(os.listdir(out))
 
 
+@pytest.mark.slow  # a second end-to-end benchmark run (~2 min on 2 cores); CI time
 def test_benchmark_batch_sizes_1_and_2(fake_ende, tmp_path):
     out = str(tmp_path / "bench")
     rows = benchmark.main(

@@ -106,6 +106,7 @@ def test_distilling_raises_alpha_and_leaves_the_target_alone():
     assert target.trainable  # restored
 
 
+@pytest.mark.slow  # a T5 fit and two alpha passes; the causal test covers distill in CI
 def test_distilling_a_t5_draft():
     target = tiny_seq2seq_lm("t5", "target", seed=0)
     draft = tiny_seq2seq_lm("t5", "draft", seed=1)

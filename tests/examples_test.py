@@ -324,6 +324,7 @@ def test_help_runs(path):  # each imports Keras: ~10 s apiece
     assert "usage:" in result.stdout
 
 
+@pytest.mark.slow  # loads and compiles the shipped pair twice (~1-2 min)
 def test_demo_sampled_times_the_same_work_without_warnings(capsys):
     import warnings
 
