@@ -71,13 +71,15 @@ def test_model_parallel_greedy_identical_to_undistributed_greedy():
     }
     for name, case in cases.items():
         assert case["token_ids"] == reference, name
-    # The noisy-copy drafts are mostly accepted, with rejections too; the
-    # small random draft is mostly rejected: both paths ran sharded.
+    # The noisy-copy drafts are (with per-row progress: all 22 judged
+    # proposals) accepted; the small random draft is mostly rejected: both
+    # the accept and the reject/recover paths ran sharded.
     for name in ("draft_unscoped", "draft_replicated", "draft_sharded"):
         stats = cases[name]["stats"]
-        assert 0 < stats["accepted_tokens"] < stats["draft_tokens"], name
+        assert stats["accepted_tokens"] > 0, name
         assert stats["target_calls"] < 10, name  # < 17 plain greedy steps
-    assert cases["small_draft_sharded"]["stats"]["target_calls"] > 0
+    small = cases["small_draft_sharded"]["stats"]
+    assert 0 < small["accepted_tokens"] < small["draft_tokens"]
 
 
 def test_data_parallel_greedy_identical_to_undistributed_greedy():
