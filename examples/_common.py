@@ -32,20 +32,7 @@ def fail(problems, offline_hint=True):
     sys.exit(FAIL_EXIT_CODE)
 
 
-def ignore_t5_mask_warning():
-    """Silence Keras' "Layer 'self_attention' (of type T5MultiHeadAttention)
-    ... will therefore destroy the mask information" UserWarning, printed
-    whenever a T5 model is built: T5's attention reads the padding mask from
-    its inputs, not from Keras' implicit mask, so nothing is lost. Only that
-    message is filtered, for this process."""
-    import warnings
-
-    warnings.filterwarnings(
-        "ignore",
-        message=r".*\(of type T5MultiHeadAttention\).*destroy the mask",
-        category=UserWarning,
-    )
-
+from keras_specdec.model_utils import ignore_t5_mask_warning  # noqa: E402,F401
 
 # --------------------------------------------------------------------------
 # Datasets.

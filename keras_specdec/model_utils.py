@@ -506,3 +506,18 @@ def decode_rows(model, state, token_ids, index, batch_axes, prompt_mask=None):
         out_axes=(0, axes),
     )(leaves, token_ids, ops.cast(index, "int32"), prompt_mask)
     return logits, jax.tree.unflatten(treedef, new_leaves)
+
+
+def ignore_t5_mask_warning():
+    """Silence Keras' "Layer 'self_attention' (of type T5MultiHeadAttention)
+    ... will therefore destroy the mask information" UserWarning, printed
+    whenever a T5 model is built: T5's attention reads the padding mask from
+    its inputs, not from Keras' implicit mask, so nothing is lost. Only that
+    message is filtered, for this process."""
+    import warnings
+
+    warnings.filterwarnings(
+        "ignore",
+        message=r".*\(of type T5MultiHeadAttention\).*destroy the mask",
+        category=UserWarning,
+    )
