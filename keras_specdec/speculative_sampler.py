@@ -422,6 +422,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 self.draft, draft_state, prompt, prompt_mask
             ),
             stop_token_ids=stop_token_ids,
+            loop_draft_steps=adaptive,
         )
         # 3. Rows with an empty prompt take KerasHub's own first step.
         seed = None if greedy else self.seed_generator.next()
