@@ -19,6 +19,11 @@ logits. Subclass `Draft` and implement:
   how many proposals each row may make this round (default gamma). A draft
   that knows it has nothing to propose (prompt lookup with no match) returns
   0 and the round costs about one plain target step.
+- optional `propose_block(state, tokens, index, gamma)`: a deterministic
+  draft's whole round at once, `(draft_token_ids (batch, gamma),
+  num_proposed (batch,))`; q is then a point mass on each proposal and
+  `decode` is not called during rounds (prompt lookup copies the tokens
+  after its match this way).
 - `variables`: keras Variables the draft reads (passed to the compiled
   program as arguments, not baked in as constants).
 - `get_config()` / `from_config()` for serialization.
@@ -399,9 +404,33 @@ class PromptLookupDraft(Draft):
     def max_proposals(self, state, tokens, index, gamma):
         """num_matched: per row, the tokens that follow the latest match of
         the longest matching n-gram (at most gamma), 0 with no match."""
+        return self.propose_block(state, tokens, index, gamma)[1]
+
+    def propose_block(self, state, tokens, index, gamma):
+        """All of a round's proposals from one lookup: the gamma tokens that
+        follow the latest match (HF's prompt lookup copies them the same
+        way), instead of one lookup and one draft call per proposal.
+
+        Args:
+            state: unused (the sampler's buffer holds the decided tokens).
+            tokens: int `(batch, length)`; positions before each row's index
+                are decided.
+            index: int32 `(batch,)`, each row's first undecided position.
+            gamma: Python int, the proposals to return per row.
+
+        Returns:
+            `(draft_token_ids, num_matched)`: int32 `(batch, gamma)` the
+            tokens after the match (only the first num_matched are judged);
+            int32 `(batch,)` as `max_proposals`.
+        """
+        length = ops.shape(tokens)[1]
         found, last = self._latest_match(tokens, index)
         following = ops.cast(index, "int32") - 1 - last  # (batch,)
-        return ops.where(found, ops.clip(following, 0, gamma), 0)
+        num_matched = ops.where(found, ops.clip(following, 0, gamma), 0)
+        at = last[:, None] + 1 + ops.arange(gamma, dtype="int32")[None, :]
+        at = ops.clip(at, 0, length - 1)  # (batch, gamma)
+        draft_token_ids = ops.take_along_axis(ops.cast(tokens, "int32"), at, axis=1)
+        return draft_token_ids, ops.cast(num_matched, "int32")
 
     def decode(self, state, token_ids, index):
         tokens = ops.slice_update(state, [0, index], ops.cast(token_ids, "int32"))

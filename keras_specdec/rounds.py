@@ -243,6 +243,8 @@ def propose(setup, state, k, seeds):
     """
     tokens, index = state.tokens, state.index
     greedy = rejection.is_greedy(setup.base_sampler)
+    if getattr(setup.draft, "propose_block", None) is not None:
+        return _propose_block(setup, state, k, greedy)
 
     def decode(draft_state, tokens, start, size):
         return model_utils.decode_rows(
@@ -323,6 +325,36 @@ def propose(setup, state, k, seeds):
         draft_token_ids,
         draft_probs,
     )
+
+
+def _propose_block(setup, state, k, greedy):
+    """`propose` for a draft with `propose_block` (a deterministic draft that
+    makes all k proposals in one call, e.g. prompt lookup's copy of the tokens
+    after its match): no draft calls, q a point mass on each proposal."""
+    tokens, index = state.tokens, state.index
+    if k == 0:  # a plain step: nothing to propose
+        batch = ops.shape(tokens)[0]
+        vocab = model_utils.vocabulary_size(setup.target)
+        draft_token_ids = ops.zeros((batch, 0), tokens.dtype)
+        draft_probs = None if greedy else ops.zeros((batch, 0, vocab), "float32")
+        return state, (draft_token_ids, draft_probs)
+    draft_token_ids, _ = setup.draft.propose_block(
+        state.draft_state, tokens, index, k
+    )  # (batch, k)
+    # Prompt positions inside the window keep their tokens.
+    draft_token_ids = ops.where(
+        window(setup.forced, index, k),
+        window(tokens, index, k),
+        ops.cast(draft_token_ids, tokens.dtype),
+    )  # (batch, k)
+    tokens = write_window(
+        tokens, index, draft_token_ids, ops.ones_like(draft_token_ids, "bool")
+    )
+    draft_probs = None
+    if not greedy:
+        vocab = model_utils.vocabulary_size(setup.target)
+        draft_probs = ops.one_hot(draft_token_ids, vocab, dtype="float32")
+    return state._replace(tokens=tokens), (draft_token_ids, draft_probs)
 
 
 def verify(setup, state, k):

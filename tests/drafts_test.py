@@ -221,6 +221,27 @@ def test_prompt_lookup_counts_only_matched_proposals():
     assert np.asarray(draft.max_proposals((), short, np.array([4]), 4)).tolist() == [2]
 
 
+def test_prompt_lookup_copies_the_tokens_after_its_match_in_one_lookup():
+    draft = drafts.PromptLookupDraft(10, max_ngram=2)
+    tokens = np.array(
+        [[5, 6, 7, 8, 5, 6, 0, 0, 0], [1, 2, 3, 4, 0, 0, 0, 0, 0]], "int32"
+    )
+    index = np.array([6, 4], "int32")
+    proposals, num_matched = draft.propose_block((), tokens, index, 3)
+    # Row 0: "5 6" ends at 5 and occurred at 0..1: copy 7 8 5. Row 1: no
+    # match, nothing judged (its proposals are whatever the copy reads).
+    assert np.asarray(num_matched).tolist() == [3, 0]
+    assert np.asarray(proposals)[0].tolist() == [7, 8, 5]
+    # The same as asking for one proposal at a time on the extended text.
+    extended = tokens.copy()
+    for j in range(3):
+        logits, _ = draft.decode(
+            draft.init_state(extended, extended > 0), extended[:, 5 + j : 6 + j], 5 + j
+        )
+        extended[0, 6 + j] = np.asarray(logits).argmax(-1)[0, 0]
+    assert extended[0, 6:9].tolist() == [7, 8, 5]
+
+
 def test_prompt_lookup_without_matches_takes_plain_steps():
     target = tiny_causal_lm("gpt2", "target", seed=1)
     max_length = 12
