@@ -266,9 +266,9 @@ def propose(setup, state, k, seeds):
     vocab = model_utils.vocabulary_size(setup.target)
     if k == 0:
         # A plain step: the draft only caught up on the decided tokens.
-        draft_token_ids = ops.zeros((batch, 0), tokens.dtype)
-        draft_probs = None if greedy else ops.zeros((batch, 0, vocab), "float32")
-        return state._replace(draft_state=draft_state), (draft_token_ids, draft_probs)
+        return state._replace(draft_state=draft_state), _no_proposals(
+            setup, tokens, greedy
+        )
 
     def draw(j, draft_logits, tokens, draft_token_ids, draft_probs):
         """Proposal j from the draft's logits at position index + j - 1."""
@@ -327,17 +327,22 @@ def propose(setup, state, k, seeds):
     )
 
 
+def _no_proposals(setup, tokens, greedy):
+    """`(draft_token_ids, draft_probs)` of a round of size 0 (a plain step):
+    int `(batch, 0)` and float32 `(batch, 0, vocab)` (None when greedy)."""
+    batch = ops.shape(tokens)[0]
+    vocab = model_utils.vocabulary_size(setup.target)
+    draft_probs = None if greedy else ops.zeros((batch, 0, vocab), "float32")
+    return ops.zeros((batch, 0), tokens.dtype), draft_probs
+
+
 def _propose_block(setup, state, k, greedy):
     """`propose` for a draft with `propose_block` (a deterministic draft that
     makes all k proposals in one call, e.g. prompt lookup's copy of the tokens
     after its match): no draft calls, q a point mass on each proposal."""
     tokens, index = state.tokens, state.index
     if k == 0:  # a plain step: nothing to propose
-        batch = ops.shape(tokens)[0]
-        vocab = model_utils.vocabulary_size(setup.target)
-        draft_token_ids = ops.zeros((batch, 0), tokens.dtype)
-        draft_probs = None if greedy else ops.zeros((batch, 0, vocab), "float32")
-        return state, (draft_token_ids, draft_probs)
+        return state, _no_proposals(setup, tokens, greedy)
     draft_token_ids, _ = setup.draft.propose_block(
         state.draft_state, tokens, index, k
     )  # (batch, k)
