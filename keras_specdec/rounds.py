@@ -95,11 +95,11 @@ class RoundSetup(NamedTuple):
     target_axes: Any  # batch axis of each target state leaf
     draft_axes: Any  # batch axis of each draft state leaf
     stop_token_ids: Any  # tuple of ints or None
-    # Draft steps 1 .. k - 1 in a `fori_loop` (one compiled draft call per
-    # round size) instead of unrolled (k - 1 calls). "auto", which holds one
-    # round per size, loops: unrolled, its compile time grew with the sum of
-    # the sizes. A fixed gamma unrolls: the loop cost 6% at gamma 8 (code
-    # pair, CPU, T=0 and T=1; equal at gamma 4).
+    # Draft steps 1 .. k - 1 in a `fori_loop` (one compiled draft call)
+    # instead of unrolled (k - 1 calls). "auto" loops, to the round's gamma
+    # (`propose(num_steps=...)`): one propose serves every round size.
+    # A fixed gamma unrolls: the loop cost 6% at gamma 8 (code pair, CPU,
+    # T=0 and T=1; equal at gamma 4).
     loop_draft_steps: bool = False
 
 
@@ -223,7 +223,7 @@ def _seed(seeds, i):
     return None if seeds is None else seeds[i]
 
 
-def propose(setup, state, k, seeds):
+def propose(setup, state, k, seeds, num_steps=None):
     """The draft proposes k tokens per row at the row's own position.
 
     Args:
@@ -234,6 +234,13 @@ def propose(setup, state, k, seeds):
             state has no holes) and proposes nothing.
         seeds: `(>= k, 2)` seeds (seeds[j] draws proposal j), or None for
             greedy decoding.
+        num_steps: optional int32 `()` <= k (needs
+            `setup.loop_draft_steps`): draft only the first `num_steps`
+            proposals (the `fori_loop` runs to it), so one compiled propose
+            serves every round size of `"auto"`; slots `num_steps .. k - 1`
+            of the results are then scratch, never judged. At most one
+            proposal is drawn when `num_steps` <= 1 (proposal 0, from the
+            catch-up call every round makes anyway).
 
     Returns:
         `(state, draft_token_ids, draft_probs)`: tokens hold the proposals at
@@ -316,7 +323,7 @@ def propose(setup, state, k, seeds):
 
     carry = (tokens, draft_state, draft_token_ids, draft_probs)
     if setup.loop_draft_steps:
-        carry = ops.fori_loop(1, k, step, carry)
+        carry = ops.fori_loop(1, k if num_steps is None else num_steps, step, carry)
     else:
         for j in range(1, k):
             carry = step(j, carry)
@@ -485,6 +492,34 @@ def commit(setup, state, output, num_accepted, num_proposed, active):
     return state, all_accepted
 
 
+def judge(setup, state, k, draft_token_ids, draft_probs, num_proposed, active, seeds):
+    """Verify, accept and commit the first k proposals of each row.
+
+    The phases after `propose`, at a static size k: `"auto"` proposes once
+    (up to its largest gamma) and runs `judge` at the smallest size covering
+    the round's gamma.
+
+    Args:
+        k: Python int, the verify pass scores k + 1 positions per row.
+        draft_token_ids: int `(batch, >= k)`; only the first k are read.
+        draft_probs: float32 `(batch, >= k, vocab)` q, or None (greedy).
+        num_proposed: int32 `(batch,)` <= k, proposals each row judges.
+        active: bool `(batch,)`.
+        seeds: as in `speculative_round`.
+
+    Returns:
+        `(state, all_accepted)`.
+    """
+    draft_token_ids = draft_token_ids[:, :k]  # (batch, k)
+    if draft_probs is not None:
+        draft_probs = draft_probs[:, :k]  # (batch, k, vocab)
+    state, target_logits = verify(setup, state, k)
+    output, num_accepted = accept(
+        setup, state, draft_token_ids, draft_probs, target_logits, num_proposed, seeds
+    )
+    return commit(setup, state, output, num_accepted, num_proposed, active)
+
+
 def speculative_round(setup, state, k, num_proposed, active, seeds):
     """One complete round of size k: propose, verify, accept, commit.
 
@@ -501,11 +536,9 @@ def speculative_round(setup, state, k, num_proposed, active, seeds):
         `(state, all_accepted)`.
     """
     state, (draft_token_ids, draft_probs) = propose(setup, state, k, seeds)
-    state, target_logits = verify(setup, state, k)
-    output, num_accepted = accept(
-        setup, state, draft_token_ids, draft_probs, target_logits, num_proposed, seeds
+    return judge(
+        setup, state, k, draft_token_ids, draft_probs, num_proposed, active, seeds
     )
-    return commit(setup, state, output, num_accepted, num_proposed, active)
 
 
 def plain_step(setup, next, prompt, cache, index, seed):

@@ -86,14 +86,14 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             your own).
         num_speculative_tokens: int >= 1, gamma, the draft tokens per round;
             or `"auto"`: each round chooses gamma <= `max_speculative_tokens`
-            inside the compiled loop. Shapes stay static: the program holds
-            one complete round (k draft steps, a k + 1 token verify pass,
-            rejection sampling) per k in `VERIFY_GAMMAS` (<= the maximum, plus
-            the maximum) and `lax.switch` runs the smallest one covering the
-            round's gamma, so a round costs what a fixed-gamma round of that
-            size costs. The "theorem" schedule only picks those sizes; the
-            heuristic's gammas in between draft the next size up and judge
-            only the first gamma proposals.
+            inside the compiled loop. Shapes stay static: the draft's steps
+            run in a `fori_loop` to the round's gamma (buffers of the
+            maximum), and the program holds one verify pass + rejection
+            sampling per k in `VERIFY_GAMMAS` (<= the maximum, plus the
+            maximum); `lax.switch` runs the smallest one covering the
+            round's gamma. The "theorem" schedule only picks those sizes;
+            the heuristic's gammas in between verify at the next size up and
+            judge only their gamma proposals.
         base_sampler: the decoding distribution to preserve: `"greedy"`,
             `"random"`, `"top_k"`, `"top_p"`, a config dict, or an instance
             such as `keras_hub.samplers.TopPSampler(p=0.9, temperature=0.7)`.
@@ -422,7 +422,9 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 self.draft, draft_state, prompt, prompt_mask
             ),
             stop_token_ids=stop_token_ids,
-            loop_draft_steps=adaptive,
+            # Rounds of several sizes ("auto", or a draft that proposes
+            # fewer) draft in a loop to the round's size.
+            loop_draft_steps=adaptive or _proposes_fewer(self.draft),
         )
         # 3. Rows with an empty prompt take KerasHub's own first step.
         seed = None if greedy else self.seed_generator.next()
@@ -483,21 +485,31 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                     [self.seed_generator.next() for _ in range(num_draws)]
                 )  # (num_draws, 2)
 
-            # 5. Propose, verify, accept, commit: one round of the smallest
-            #    size k in `verify_gammas` covering round_gamma.
-            def round_of_size(k):
-                def run(state, num_proposed, active, seeds):
-                    return rounds.speculative_round(
-                        setup, state, k, num_proposed, active, seeds
-                    )
-
-                return run
-
+            # 5. Propose, verify, accept, commit. A fixed gamma: one round
+            #    of that size. "auto": the draft proposes round_gamma tokens
+            #    (a `fori_loop` to round_gamma, buffers of the largest
+            #    gamma), then verify / accept / commit run at the smallest
+            #    size k in `verify_gammas` covering round_gamma (one
+            #    `lax.switch` branch per size holds only those phases).
             if len(verify_gammas) == 1:
-                state, all_accepted = round_of_size(gamma)(
-                    state, num_proposed, active, seeds
+                state, all_accepted = rounds.speculative_round(
+                    setup, state, gamma, num_proposed, active, seeds
                 )
             else:
+                state, (draft_token_ids, draft_probs) = rounds.propose(
+                    setup, state, gamma, seeds, num_steps=round_gamma
+                )
+
+                def judge_at_size(k):
+                    def run(state, draft_token_ids, draft_probs, num_proposed,
+                            active, seeds):  # fmt: skip
+                        return rounds.judge(
+                            setup, state, k, draft_token_ids, draft_probs,
+                            num_proposed, active, seeds,
+                        )  # fmt: skip
+
+                    return run
+
                 bucket = ops.sum(
                     ops.cast(
                         ops.convert_to_tensor(verify_gammas, "int32") < round_gamma,
@@ -506,8 +518,10 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 )
                 state, all_accepted = ops.switch(
                     bucket,
-                    [round_of_size(k) for k in verify_gammas],
+                    [judge_at_size(k) for k in verify_gammas],
                     state,
+                    draft_token_ids,
+                    draft_probs,
                     num_proposed,
                     active,
                     seeds,

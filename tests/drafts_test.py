@@ -1,5 +1,6 @@
 """Model-free drafts: unigram, bigram, prompt lookup."""
 
+import keras
 import keras_hub
 import numpy as np
 import pytest
@@ -268,3 +269,29 @@ def test_prompt_lookup_without_matches_takes_plain_steps():
     sampler.reset_stats()
     out = np.asarray(target.generate(inputs, stop_token_ids=None)["token_ids"])
     np.testing.assert_array_equal(out, expected)
+
+
+class _CappedBigram(drafts.BigramDraft):
+    """A bigram draft that may propose only `index mod 3` tokens per row: one
+    call mixes rounds of size 0 (a plain step), 1 and 2, drafted in a loop
+    to the round's size (a draft with `max_proposals` but no
+    `propose_block`)."""
+
+    def max_proposals(self, state, tokens, index, gamma):
+        return keras.ops.minimum(index % 3, gamma)
+
+
+def test_a_draft_that_proposes_fewer_keeps_greedy_identity():
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    inputs = ragged()
+    expected = greedy_reference(target, inputs)
+    corpus = np.random.default_rng(0).integers(0, 48, 2000)
+    sampler = keras_specdec.SpeculativeSampler(
+        _CappedBigram.fit(corpus, 48, top_k=4), 4
+    )
+    target.compile(sampler=sampler)
+    out = np.asarray(target.generate(inputs, stop_token_ids=None)["token_ids"])
+    np.testing.assert_array_equal(out, expected)
+    stats = sampler.stats()
+    # Some rounds propose (index mod 3 > 0), none more than 2 per row.
+    assert 0 < stats["proposed_tokens"] <= 2 * stats["row_target_calls"]
