@@ -302,6 +302,12 @@ def run(args):
                 fixed = [float(np.median(t)) for t in fixed]
             else:
                 fixed = [None] * len(models)  # not measurable: see full_batch
+            profiles = [None] * len(models)
+            if args.profile:
+                profiles = [
+                    profile_call(model, name, batches[0], args, temperature, batch_size)
+                    for model, name in zip(models, names)
+                ]
             for m in models:
                 if hasattr(m.sampler, "reset_stats"):
                     m.sampler.reset_stats()
@@ -313,6 +319,7 @@ def run(args):
                 "first_call": first_call[0],
                 "fixed": fixed[0],
                 "steps": float(steps),
+                "profile": profiles[0],
             }
             for i, (draft_name, draft_model, gamma) in enumerate(configs, start=1):
                 row = result_row(
@@ -334,6 +341,7 @@ def run(args):
                         "first_call": first_call[i],
                         "fixed": fixed[i],
                         "rounds": stats[i]["target_calls"] / calls,
+                        "profile": profiles[i],
                     },
                 )
                 key = (draft_name, gamma)
@@ -352,6 +360,30 @@ def run(args):
         rows += temperature_rows
         del models
     return rows
+
+
+def profile_call(model, name, batch, args, temperature, batch_size):
+    """Op seconds per call by phase of one configuration, from a profiler
+    trace of `args.profile` calls on `batch` (`profiling.trace_phase_seconds`),
+    and the rounds (target calls) or plain steps per traced call."""
+    from keras_specdec import profiling
+
+    log(f"T={temperature} batch {batch_size}: profiling {name}")
+    has_stats = hasattr(model.sampler, "reset_stats")
+    if has_stats:
+        model.sampler.reset_stats()
+    seconds = profiling.trace_phase_seconds(
+        model,
+        batch,
+        calls=args.profile,
+        stop_token_ids=None,
+        max_length=args.max_length,
+    )
+    if has_stats:  # the warm-up call and the traced ones
+        rounds = model.sampler.stats()["target_calls"] / (args.profile + 1)
+    else:
+        rounds = plain_steps(model, batch, args.max_length)
+    return {"seconds": seconds, "rounds": float(rounds)}
 
 
 def make_sampler_for_batch(args, temperature, draft_model, gamma, is_model, costs):
@@ -502,6 +534,42 @@ def result_row(
         "draft_ms": draft_s * 1000,
         "verify_ms": verify_s * 1000,
         "other_ms": other_s * 1000,
+        **_profiled(alpha, gamma, model_draft, base, speculative),
+    }
+
+
+def _profiled(alpha, gamma, model_draft, base, speculative):
+    """The row's profiled breakdown (`--profile`): ms per round of each
+    phase inside the real program, per plain step of the target alone, and
+    c, v and Theorem 3.8 from those in-program costs."""
+    from keras_specdec import analysis
+
+    if not speculative.get("profile") or not base.get("profile"):
+        return {}
+    spec, plain = speculative["profile"], base["profile"]
+    per_round = {
+        k: v * 1000 / spec["rounds"]
+        for k, v in spec["seconds"].items()
+        if k not in ("walltime", "matched")
+    }
+    plain_step = plain["seconds"].get("loop", 0.0) * 1000 / plain["rounds"]
+    if isinstance(gamma, str):  # rounds of varying sizes: no single c, v
+        c = v = predicted = float("nan")
+    else:
+        c = per_round.get("propose", 0.0) / gamma / plain_step if model_draft else 0
+        v = per_round.get("verify", 0.0) / plain_step
+        predicted = analysis.expected_speedup_with_verify_cost(alpha, gamma, c, v)
+    measured = base["median"] / speculative["median"]
+    return {
+        "profiled_ms_per_round": per_round,
+        "profiled_setup_ms": spec["seconds"].get("setup", 0.0) * 1000,
+        "profiled_plain_step_ms": plain_step,
+        "profiled_plain_setup_ms": plain["seconds"].get("setup", 0.0) * 1000,
+        "profiled_matched": spec["seconds"]["matched"],
+        "profiled_c": c,
+        "profiled_v": v,
+        "profiled_predicted": predicted,
+        "profiled_efficiency": measured / predicted,
     }
 
 
@@ -705,6 +773,7 @@ def _breakdown_table(rows):
             f"{r['other_ms'] / r['target_step_ms']:.2f} | "
             f"{r['efficiency_with_verify_cost']:.2f} |"
         )
+    lines += _profiled_table(rows)
     lines += ["", "Target alone, per decoding step (ms):", ""]
     lines += [
         "| T | batch | step | target step | other | per-call cost plain "
@@ -718,6 +787,42 @@ def _breakdown_table(rows):
             f"{r['target_step_ms']:.2f} | {r['plain_other_ms']:.2f} | "
             f"{_fmt(r['baseline_fixed_ms'], '.1f')} | "
             f"{_fmt(r['speculative_fixed_ms'], '.1f')} |"
+        )
+    return lines
+
+
+def _profiled_table(rows):
+    rows = [r for r in rows if "profiled_ms_per_round" in r]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Inside the real program (`--profile`: a profiler trace of generate() "
+        "on the first prompt batch, each XLA op's time given to the round "
+        "phase whose code emitted it, `keras_specdec.profiling`; ms of op "
+        "time per round; plain step = the target alone's decoding loop per "
+        "step; setup = per call: prefill, initial states, output; c and v "
+        "from these in-program times; efficiency = measured / Theorem 3.8 "
+        "with them):",
+        "",
+        "| T | batch | draft | gamma | propose | verify | accept | commit | "
+        "rest of loop | round | plain step | setup spec / plain | c | v | "
+        "Thm 3.8 with them | measured | efficiency |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        p = r["profiled_ms_per_round"]
+        total = sum(v for k, v in p.items() if k != "setup")
+        lines.append(
+            f"| {r['temperature']} | {r['batch_size']} | {r['draft']} | "
+            f"{r['gamma']} | {p.get('propose', 0):.2f} | {p.get('verify', 0):.2f} | "
+            f"{p.get('accept', 0):.2f} | {p.get('commit', 0):.2f} | "
+            f"{p.get('loop', 0) + p.get('unknown', 0):.2f} | {total:.2f} | "
+            f"{r['profiled_plain_step_ms']:.2f} | "
+            f"{r['profiled_setup_ms']:.1f} / {r['profiled_plain_setup_ms']:.1f} | "
+            f"{r['profiled_c']:.3f} | {r['profiled_v']:.2f} | "
+            f"{r['profiled_predicted']:.2f}x | {r['measured_speedup']:.2f}x | "
+            f"{r['profiled_efficiency']:.2f} |"
         )
     return lines
 
@@ -922,6 +1027,15 @@ def build_parser():
         default="code",
         help="The shipped pair to benchmark ('code' or 'ende'), or the path of "
         "a directory laid out like one (target/, draft/, prompts).",
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="CALLS",
+        help="Also trace CALLS generate() calls of each configuration with "
+        "the JAX profiler (first prompt batch) and report where a round's "
+        "time goes inside the real program (CPU; 0: off).",
     )
     parser.add_argument(
         "--gammas",

@@ -173,3 +173,198 @@ def format_loop_ops(counts_and_sizes, top=25):
     for key, nbytes in sizes.most_common(top):
         lines.append(f"{counts[key]:>6} {nbytes / 1e6:>9.3f}  {key[0]}  {key[1]}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Where the time of a generate() call goes, from a profiler trace.
+
+# The round's phases (keras_specdec.rounds), outermost first wins; anything
+# else the decoding loop runs is "loop", the rest of the call "setup".
+PHASES = ("propose", "verify", "accept", "commit")
+_LOOP_FUNCTIONS = ("body", "cond", "active_rows", "row_limits", "next")
+
+
+def _index_table(hlo_text, title):
+    """`{id: text}` of a numbered table (`FileNames`, `StackFrames`, ...) that
+    XLA prints after an HLO module's header."""
+    table = {}
+    lines = hlo_text.splitlines()
+    if title not in lines:
+        return table
+    for line in lines[lines.index(title) + 1 :]:
+        match = re.match(r"^(\d+) (.*)$", line)
+        if not match:
+            break
+        table[int(match.group(1))] = match.group(2)
+    return table
+
+
+def op_sources(hlo_text):
+    """`{op name: [(file, function), ...]}` (innermost call first) of every
+    HLO op that carries a stack frame; ops without one (many ops inside the
+    models) take their nearest operand's, up to 4 operands deep."""
+    files = {k: v.strip('"') for k, v in _index_table(hlo_text, "FileNames").items()}
+    functions = {
+        k: v.strip('"') for k, v in _index_table(hlo_text, "FunctionNames").items()
+    }
+    locations = {}
+    for k, v in _index_table(hlo_text, "FileLocations").items():
+        ids = dict(re.findall(r"(\w+)=(\d+)", v))
+        locations[k] = (
+            files.get(int(ids["file_name_id"]), "?"),
+            functions.get(int(ids["function_name_id"]), "?"),
+        )
+    frames = {}
+    for k, v in _index_table(hlo_text, "StackFrames").items():
+        ids = dict(re.findall(r"(\w+)=(\d+)", v))
+        # XLA prints the parent's id + 1 (1 for a root frame).
+        frames[k] = (int(ids["file_location_id"]), int(ids["parent_frame_id"]) - 1)
+
+    def stack(frame):
+        out, seen = [], set()
+        while frame in frames and frame not in seen:
+            seen.add(frame)
+            location, frame = frames[frame]
+            out.append(locations.get(location, ("?", "?")))
+        return out
+
+    framed, operands = {}, {}
+    for line in hlo_text.splitlines():
+        match = _INSTRUCTION.match(line.strip())
+        if not match:
+            continue
+        name, _, _, rest = match.groups()
+        frame = re.search(r"stack_frame_id=(\d+)", rest)
+        if frame:
+            framed[name] = stack(int(frame.group(1)))
+        operands[name] = re.findall(r"%([\w.\-]+)", rest.split("), ")[0])
+
+    def find(name, depth):
+        if name in framed:
+            return framed[name]
+        if depth == 0:
+            return None
+        for operand in operands.get(name, ()):
+            found = find(operand, depth - 1)
+            if found is not None:
+                return found
+        return None
+
+    return {name: find(name, 4) for name in operands}
+
+
+def phase_of(sources):
+    """The phase of an op from its source stack (`op_sources`): the
+    outermost `keras_specdec.rounds` phase it runs in, else "loop" inside the
+    decoding loop (schedule, conditions, KerasHub's own sampler loop), else
+    "setup" (prefill, the draft's initial state, output), or "unknown"."""
+    if not sources:
+        return "unknown"
+    ours = [
+        function
+        for file, function in sources
+        if file.endswith("keras_specdec/rounds.py")
+    ]
+    for function in reversed(ours):  # outermost first
+        if function in PHASES or function == "_propose_block":
+            return "propose" if function == "_propose_block" else function
+    functions = [function.split(".")[-1] for _, function in sources]
+    if any(f in _LOOP_FUNCTIONS for f in functions):
+        return "loop"
+    return "setup"
+
+
+def _is_op_event(name):
+    """Whether a trace event is an XLA op (not the executor's bookkeeping,
+    the end of an asynchronous op, or a control-flow op whose time is that
+    of the ops it runs, which may run on another thread)."""
+    if name.startswith(("ThunkExecutor", "Slinky", "Threadpool", "end: ")):
+        return False
+    return not re.match(r"^(while|conditional|call)(\.\d+)?$", name)
+
+
+def trace_phase_seconds(model, inputs, calls=3, stop_token_ids=None, max_length=None):
+    """Seconds of XLA:CPU op time per `generate()` call, by round phase.
+
+    Runs `model.generate(inputs)` once (compile and warm-up), then traces
+    `calls` calls with `jax.profiler` and attributes every op event of the
+    trace to the phase that emitted it: the compiled HLO of the same program
+    (`lower_generate`) tells each op's source stack (`op_sources`,
+    `phase_of`). Unlike timing each phase in a loop of its own, this times
+    the phases inside the real program: what `propose` and `verify` cost
+    there, and what everything else in a round (acceptance, bookkeeping,
+    buffer copies) costs.
+
+    Op time is summed over XLA's worker threads and counts only ops (not the
+    gaps between them; ops inside a fused kernel count as that kernel, ops
+    inside a loop or conditional as themselves), so
+    the phases add up to about, not exactly, the walltime; the profiler adds
+    ~1 us per op. CPU backend (GPU traces name
+    kernels, not HLO ops).
+
+    Args:
+        model: a KerasHub model compiled with its sampler.
+        inputs: what `generate()` takes: the preprocessed batch (a dict of
+            `token_ids`, `padding_mask`, ...) or, with a preprocessor,
+            strings.
+        calls: traced calls to average over.
+        stop_token_ids: as `generate()` takes them.
+        max_length: as `generate()` takes it (with a preprocessor).
+
+    Returns:
+        `{phase: seconds per call}` for the phases of `phase_of`, plus
+        `"walltime"` (seconds per traced call) and `"matched"` (the fraction
+        of op time whose op the compiled HLO names: near 1 when the trace and
+        the lowered program agree).
+    """
+    import glob
+    import tempfile
+    import time
+
+    import jax
+
+    def generate():
+        return model.generate(
+            inputs, max_length=max_length, stop_token_ids=stop_token_ids
+        )
+
+    generate()
+    preprocessed = inputs
+    if not isinstance(inputs, dict):
+        preprocessed = model.preprocessor.generate_preprocess(
+            inputs, sequence_length=max_length
+        )
+    lowered = lower_generate(model, preprocessed, stop_token_ids)
+    sources = op_sources(lowered.compile().as_text())
+    with tempfile.TemporaryDirectory() as folder:
+        with jax.profiler.trace(folder):
+            start = time.perf_counter()
+            for _ in range(calls):
+                generate()
+            walltime = (time.perf_counter() - start) / calls
+        (path,) = glob.glob(f"{folder}/**/*.xplane.pb", recursive=True)
+        profile = jax.profiler.ProfileData.from_file(path)
+    seconds = collections.Counter()
+    matched = total = 0
+    for plane in profile.planes:
+        for line in plane.lines:
+            if line.name == "python":
+                continue
+            events = sorted(
+                (e for e in line.events if _is_op_event(e.name)),
+                key=lambda e: (e.start_ns, -e.duration_ns),
+            )
+            end = -1
+            for event in events:
+                if event.start_ns < end:
+                    continue  # inside the previous op (a fused kernel's parts)
+                end = event.start_ns + event.duration_ns
+                total += event.duration_ns
+                if event.name in sources:
+                    matched += event.duration_ns
+                phase = phase_of(sources.get(event.name))
+                seconds[phase] += event.duration_ns * 1e-9 / calls
+    result = dict(seconds)
+    result["walltime"] = walltime
+    result["matched"] = matched / total if total else float("nan")
+    return result

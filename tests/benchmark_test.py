@@ -46,7 +46,6 @@ def test_benchmark_writes_table_2_3_compile_and_breakdown_rows(fake_ende, tmp_pa
             "round_ms", "target_step_ms", "rounds_per_call",
         ):  # fmt: skip
             assert math.isfinite(r[key]) and r[key] >= 0.0, key
-        if not isinstance(r["gamma"], str):
             # draft + verify + other add up to the measured round.
             parts = r["draft_ms"] + r["verify_ms"] + r["other_ms"]
             assert parts == pytest.approx(r["round_ms"])
@@ -130,3 +129,34 @@ def test_prompt_batches_cycle_through_the_prompts():
     assert benchmark.prompt_batches(prompts, 1) == [["a"], ["b"], ["c"]]
     assert benchmark.prompt_batches(prompts, 2) == [["a", "b"], ["c", "a"]]
     assert benchmark.prompt_batches(prompts, 4) == [["a", "b", "c", "a"]]
+
+
+def test_profiled_costs_are_per_round_and_per_plain_step():
+    # A traced speculative call: 10 rounds; the target alone: 40 steps.
+    spec = {"rounds": 10.0, "seconds": {
+        "propose": 0.010, "verify": 0.030, "accept": 0.001, "commit": 0.001,
+        "loop": 0.002, "setup": 0.005, "walltime": 0.05, "matched": 0.99,
+    }}  # fmt: skip
+    plain = {"rounds": 40.0, "seconds": {"loop": 0.080, "setup": 0.004}}
+    row = benchmark._profiled(
+        alpha=0.5,
+        gamma=2,
+        model_draft=True,
+        base={"median": 0.09, "profile": plain},
+        speculative={"median": 0.05, "profile": spec},
+    )
+    per_round = row["profiled_ms_per_round"]
+    assert per_round["propose"] == pytest.approx(1.0)
+    assert per_round["verify"] == pytest.approx(3.0)
+    assert row["profiled_plain_step_ms"] == pytest.approx(2.0)
+    # c = propose per draft step / plain step, v = verify / plain step.
+    assert row["profiled_c"] == pytest.approx(0.25)
+    assert row["profiled_v"] == pytest.approx(1.5)
+    expected = (1 - 0.5**3) / ((1 - 0.5) * (2 * 0.25 + 1.5))  # Theorem 3.8
+    assert row["profiled_predicted"] == pytest.approx(expected)
+    assert row["profiled_efficiency"] == pytest.approx((0.09 / 0.05) / expected)
+    row.update(temperature=0, batch_size=1, draft="d", gamma=2, measured_speedup=1.8)
+    table = "\n".join(benchmark._profiled_table([row]))
+    assert "| 0 | 1 | d | 2 | 1.00 | 3.00 | 0.10 | 0.10 | 0.20 | 4.40 | 2.00 |" in table
+    # Without --profile a row has no profiled columns and no table.
+    assert benchmark._profiled(0.5, 2, True, {"median": 1}, {"median": 1}) == {}
