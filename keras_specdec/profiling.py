@@ -62,6 +62,41 @@ def lower_generate(model, inputs, stop_token_ids=None):
     return jax.jit(generate).lower(inputs, state)
 
 
+def compiled_generate_text(model, inputs, stop_token_ids=None):
+    """The optimised HLO text of the very executable `generate()` runs on
+    these preprocessed inputs.
+
+    KerasHub keeps its jitted function in the closure of
+    `model.generate_function`; lowering that function with the arguments
+    `generate()` passes it reproduces its program op for op (op names
+    included, which a trace's events carry). Falls back to
+    `lower_generate` (the same computation, but XLA may number some ops
+    differently) when the closure holds no jitted function.
+    """
+    import jax
+    from keras import ops
+
+    function = model.make_generate_function()
+    jitted = [
+        cell.cell_contents
+        for cell in getattr(function, "__closure__", None) or ()
+        if hasattr(cell.cell_contents, "lower")
+    ]
+    if not jitted:
+        return lower_generate(model, inputs, stop_token_ids).compile().as_text()
+    state = tuple(
+        [v.value for v in variables]
+        for variables in (
+            model.sampler.variables,
+            model.trainable_variables,
+            model.non_trainable_variables,
+        )
+    )
+    inputs = jax.tree.map(ops.convert_to_tensor, dict(inputs))
+    lowered = jitted[0].lower(inputs, stop_token_ids, state)
+    return lowered.compile().as_text()
+
+
 def _shape_bytes(shape_text):
     """Bytes of an HLO result type such as `f32[1,10,136,4,64]{...}` or a
     tuple of them."""
@@ -289,7 +324,7 @@ def trace_phase_seconds(model, inputs, calls=3, stop_token_ids=None, max_length=
     Runs `model.generate(inputs)` once (compile and warm-up), then traces
     `calls` calls with `jax.profiler` and attributes every op event of the
     trace to the phase that emitted it: the compiled HLO of the same program
-    (`lower_generate`) tells each op's source stack (`op_sources`,
+    (`compiled_generate_text`) tells each op's source stack (`op_sources`,
     `phase_of`). Unlike timing each phase in a loop of its own, this times
     the phases inside the real program: what `propose` and `verify` cost
     there, and what everything else in a round (acceptance, bookkeeping,
@@ -334,8 +369,7 @@ def trace_phase_seconds(model, inputs, calls=3, stop_token_ids=None, max_length=
         preprocessed = model.preprocessor.generate_preprocess(
             inputs, sequence_length=max_length
         )
-    lowered = lower_generate(model, preprocessed, stop_token_ids)
-    sources = op_sources(lowered.compile().as_text())
+    sources = op_sources(compiled_generate_text(model, preprocessed, stop_token_ids))
     with tempfile.TemporaryDirectory() as folder:
         with jax.profiler.trace(folder):
             start = time.perf_counter()
