@@ -379,11 +379,14 @@ def profile_call(model, name, batch, args, temperature, batch_size):
         stop_token_ids=None,
         max_length=args.max_length,
     )
+    alpha = None
     if has_stats:  # the warm-up call and the traced ones
-        rounds = model.sampler.stats()["target_calls"] / (args.profile + 1)
+        stats = model.sampler.stats()
+        rounds = stats["target_calls"] / (args.profile + 1)
+        alpha = stats["acceptance_rate"]
     else:
         rounds = plain_steps(model, batch, args.max_length)
-    return {"seconds": seconds, "rounds": float(rounds)}
+    return {"seconds": seconds, "rounds": float(rounds), "alpha": alpha}
 
 
 def make_sampler_for_batch(args, temperature, draft_model, gamma, is_model, costs):
@@ -541,7 +544,9 @@ def result_row(
 def _profiled(alpha, gamma, model_draft, base, speculative):
     """The row's profiled breakdown (`--profile`): ms per round of each
     phase inside the real program, per plain step of the target alone, and
-    c, v and Theorem 3.8 from those in-program costs."""
+    c, v and Theorem 3.8 from those in-program costs, against the traced
+    calls' own speedup (walltime, tracing included in both) at their own
+    alpha (the traced prompt batch's)."""
     from keras_specdec import analysis
 
     if not speculative.get("profile") or not base.get("profile"):
@@ -553,22 +558,29 @@ def _profiled(alpha, gamma, model_draft, base, speculative):
         if k not in ("walltime", "matched")
     }
     plain_step = plain["seconds"].get("loop", 0.0) * 1000 / plain["rounds"]
-    if isinstance(gamma, str):  # rounds of varying sizes: no single c, v
+    alpha = spec.get("alpha", alpha)
+    if isinstance(gamma, str) or not 0.0 <= alpha < 1.0:  # no single c, v
         c = v = predicted = float("nan")
     else:
         c = per_round.get("propose", 0.0) / gamma / plain_step if model_draft else 0
         v = per_round.get("verify", 0.0) / plain_step
         predicted = analysis.expected_speedup_with_verify_cost(alpha, gamma, c, v)
-    measured = base["median"] / speculative["median"]
+    measured = plain["seconds"]["walltime"] / spec["seconds"]["walltime"]
+    # The round's model calls (draft steps, verify pass) against all of it.
+    round_ms = sum(v for k, v in per_round.items() if k != "setup")
+    model_calls = per_round.get("propose", 0.0) + per_round.get("verify", 0.0)
     return {
         "profiled_ms_per_round": per_round,
         "profiled_setup_ms": spec["seconds"].get("setup", 0.0) * 1000,
         "profiled_plain_step_ms": plain_step,
         "profiled_plain_setup_ms": plain["seconds"].get("setup", 0.0) * 1000,
         "profiled_matched": spec["seconds"]["matched"],
+        "profiled_alpha": alpha,
         "profiled_c": c,
         "profiled_v": v,
+        "profiled_model_call_share": model_calls / round_ms,
         "profiled_predicted": predicted,
+        "profiled_measured": measured,
         "profiled_efficiency": measured / predicted,
     }
 
@@ -801,14 +813,16 @@ def _profiled_table(rows):
         "on the first prompt batch, each XLA op's time given to the round "
         "phase whose code emitted it, `keras_specdec.profiling`; ms of op "
         "time per round; plain step = the target alone's decoding loop per "
-        "step; setup = per call: prefill, initial states, output; c and v "
-        "from these in-program times; efficiency = measured / Theorem 3.8 "
-        "with them):",
+        "step; setup = per call: prefill, initial states, output; model "
+        "calls = (propose + verify) / round; c and v from these in-program "
+        "times; alpha and measured = the traced calls' own (that prompt "
+        "batch, tracing in both walltimes); efficiency = measured / Theorem "
+        "3.8 with alpha, c and v):",
         "",
         "| T | batch | draft | gamma | propose | verify | accept | commit | "
-        "rest of loop | round | plain step | setup spec / plain | c | v | "
-        "Thm 3.8 with them | measured | efficiency |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "rest of loop | round | model calls | plain step | setup spec / plain "
+        "| alpha | c | v | Thm 3.8 with them | measured | efficiency |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         p = r["profiled_ms_per_round"]
@@ -818,10 +832,12 @@ def _profiled_table(rows):
             f"{r['gamma']} | {p.get('propose', 0):.2f} | {p.get('verify', 0):.2f} | "
             f"{p.get('accept', 0):.2f} | {p.get('commit', 0):.2f} | "
             f"{p.get('loop', 0) + p.get('unknown', 0):.2f} | {total:.2f} | "
+            f"{r['profiled_model_call_share']:.3f} | "
             f"{r['profiled_plain_step_ms']:.2f} | "
             f"{r['profiled_setup_ms']:.1f} / {r['profiled_plain_setup_ms']:.1f} | "
+            f"{r['profiled_alpha']:.3f} | "
             f"{r['profiled_c']:.3f} | {r['profiled_v']:.2f} | "
-            f"{r['profiled_predicted']:.2f}x | {r['measured_speedup']:.2f}x | "
+            f"{r['profiled_predicted']:.2f}x | {r['profiled_measured']:.2f}x | "
             f"{r['profiled_efficiency']:.2f} |"
         )
     return lines

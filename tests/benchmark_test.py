@@ -133,13 +133,15 @@ def test_prompt_batches_cycle_through_the_prompts():
 
 def test_profiled_costs_are_per_round_and_per_plain_step():
     # A traced speculative call: 10 rounds; the target alone: 40 steps.
-    spec = {"rounds": 10.0, "seconds": {
+    spec = {"rounds": 10.0, "alpha": 0.5, "seconds": {
         "propose": 0.010, "verify": 0.030, "accept": 0.001, "commit": 0.001,
         "loop": 0.002, "setup": 0.005, "walltime": 0.05, "matched": 0.99,
     }}  # fmt: skip
-    plain = {"rounds": 40.0, "seconds": {"loop": 0.080, "setup": 0.004}}
+    plain = {"rounds": 40.0, "seconds": {
+        "loop": 0.080, "setup": 0.004, "walltime": 0.09,
+    }}  # fmt: skip
     row = benchmark._profiled(
-        alpha=0.5,
+        alpha=0.9,  # all prompts' alpha; the traced batch's (0.5) is used
         gamma=2,
         model_draft=True,
         base={"median": 0.09, "profile": plain},
@@ -154,9 +156,14 @@ def test_profiled_costs_are_per_round_and_per_plain_step():
     assert row["profiled_v"] == pytest.approx(1.5)
     expected = (1 - 0.5**3) / ((1 - 0.5) * (2 * 0.25 + 1.5))  # Theorem 3.8
     assert row["profiled_predicted"] == pytest.approx(expected)
+    # The traced calls' own speedup (their walltimes), not the timed rows'.
+    assert row["profiled_measured"] == pytest.approx(0.09 / 0.05)
     assert row["profiled_efficiency"] == pytest.approx((0.09 / 0.05) / expected)
-    row.update(temperature=0, batch_size=1, draft="d", gamma=2, measured_speedup=1.8)
+    assert row["profiled_model_call_share"] == pytest.approx(4.0 / 4.4)
+    row.update(temperature=0, batch_size=1, draft="d", gamma=2)
     table = "\n".join(benchmark._profiled_table([row]))
-    assert "| 0 | 1 | d | 2 | 1.00 | 3.00 | 0.10 | 0.10 | 0.20 | 4.40 | 2.00 |" in table
+    assert (
+        "| 0 | 1 | d | 2 | 1.00 | 3.00 | 0.10 | 0.10 | 0.20 | 4.40 | 0.909 |" in table
+    )
     # Without --profile a row has no profiled columns and no table.
     assert benchmark._profiled(0.5, 2, True, {"median": 1}, {"median": 1}) == {}
