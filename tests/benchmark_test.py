@@ -160,6 +160,10 @@ def test_profiled_costs_are_per_round_and_per_plain_step():
     assert row["profiled_measured"] == pytest.approx(0.09 / 0.05)
     assert row["profiled_efficiency"] == pytest.approx((0.09 / 0.05) / expected)
     assert row["profiled_model_call_share"] == pytest.approx(4.0 / 4.4)
+    # Plus setup: 40 plain steps of 2 ms after 4 ms of setup, against 5 ms
+    # of setup and those 80 ms sped up by Theorem 3.8.
+    with_setup = (4.0 + 80.0) / (5.0 + 80.0 / expected)
+    assert row["profiled_predicted_with_setup"] == pytest.approx(with_setup)
     row.update(temperature=0, batch_size=1, draft="d", gamma=2)
     table = "\n".join(benchmark._profiled_table([row]))
     assert (
