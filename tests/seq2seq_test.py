@@ -73,6 +73,21 @@ def test_greedy_identical_to_target_greedy_all_cases(family):
     check_greedy_identity(family, GREEDY_CASES_ALL)
 
 
+@pytest.mark.parametrize("family", ["t5", "bart"])
+def test_auto_gamma_greedy_identity(family):
+    # "auto": the draft's steps run in a loop to each round's gamma (an
+    # encoder-decoder draft state in that loop), then a verify pass of the
+    # covering size.
+    target, drafts = target_and_drafts(family)
+    inputs = seq2seq_inputs(*BATCHES["ragged"], encoder_length=8, max_length=16)
+    expected = decode(target, "greedy", inputs)
+    sampler = keras_specdec.SpeculativeSampler(
+        drafts[0], "auto", gamma_schedule="heuristic", max_speculative_tokens=6
+    )
+    np.testing.assert_array_equal(decode(target, sampler, inputs), expected)
+    assert sampler.stats()["accepted_tokens"] > 0
+
+
 def test_two_batches_of_one_shape_use_their_own_encoder_inputs():
     target, (draft, _) = target_and_drafts("t5gemma")
     first = seq2seq_inputs(ENCODER, DECODER_RAGGED, 8, 16)
