@@ -20,15 +20,16 @@ def test_benchmark_writes_table_2_3_compile_and_breakdown_rows(fake_ende, tmp_pa
     out = str(tmp_path / "bench")
     rows = benchmark.main(
         [
-            "--pair", fake_ende, "--gammas", "1", "2", "--temperatures", "0", "1",
+            "--pair", fake_ende, "--gammas", "1", "2", "--temperatures", "0",
             "--schedules", "auto", "--model-free-drafts", "prompt_lookup",
             "--model-free-gammas", "2", "--max-length", "12", "--num-prompts",
             "2", "--repetitions", "1", "--cost-repetitions", "2", "--out", out,
         ]
     )  # fmt: skip
-    # Per temperature: gammas 1 and 2, auto, prompt lookup at gamma 2.
-    assert len(rows) == 8
-    assert [r["gamma"] for r in rows[:4]] == [1, 2, "auto", 2]
+    # Gammas 1 and 2, auto, prompt lookup at gamma 2 (one temperature: the
+    # table's layout does not depend on it, and each row costs a compile).
+    assert len(rows) == 4
+    assert [r["gamma"] for r in rows] == [1, 2, "auto", 2]
     for r in rows:
         assert r["batch_size"] == 1
         if r["draft"] == "prompt_lookup" and math.isnan(r["alpha"]):
@@ -46,17 +47,22 @@ def test_benchmark_writes_table_2_3_compile_and_breakdown_rows(fake_ende, tmp_pa
             "round_ms", "target_step_ms", "rounds_per_call",
         ):  # fmt: skip
             assert math.isfinite(r[key]) and r[key] >= 0.0, key
-            # draft + verify + other add up to the measured round.
-            parts = r["draft_ms"] + r["verify_ms"] + r["other_ms"]
-            assert parts == pytest.approx(r["round_ms"])
-            if r["alpha"] < 1.0:
-                # Theorem 3.8 at the row's alpha, gamma and c.
-                a, g, c = r["alpha"], r["gamma"], r["c"]
-                expected = (1 - a ** (g + 1)) / ((1 - a) * (g * c + 1))
-                assert r["predicted_speedup"] == pytest.approx(expected)
+        if isinstance(r["gamma"], str):
+            # A schedule's rounds have different gammas: no single draft /
+            # verify split, so the breakdown is marked undefined, not guessed.
+            assert math.isnan(r["draft_ms"]) and math.isnan(r["verify_ms"])
+            continue
+        # draft + verify + other add up to the measured round.
+        parts = r["draft_ms"] + r["verify_ms"] + r["other_ms"]
+        assert parts == pytest.approx(r["round_ms"])
+        if r["alpha"] < 1.0:
+            # Theorem 3.8 at the row's alpha, gamma and c.
+            a, g, c = r["alpha"], r["gamma"], r["c"]
+            expected = (1 - a ** (g + 1)) / ((1 - a) * (g * c + 1))
+            assert r["predicted_speedup"] == pytest.approx(expected)
         assert 0.0 <= r["target_distinct_4grams"] <= 1.0
     with open(os.path.join(out, "results.json")) as f:
-        assert len(json.load(f)["rows"]) == 8
+        assert len(json.load(f)["rows"]) == 4
     with open(os.path.join(out, "results.md")) as f:
         markdown = f.read()
     for section in (
