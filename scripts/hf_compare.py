@@ -302,7 +302,9 @@ def run_all(args):
     hf_python = os.environ.get("HF_PYTHON")
     if not hf_python:
         sys.exit("Set HF_PYTHON to a Python with torch and transformers installed.")
-    for r in range(args.rounds):
+    # Rounds already in --out are kept: a later `all` adds rounds after them.
+    done = [f for f in os.listdir(args.out) if f.startswith("result_hf_")]
+    for r in range(len(done), len(done) + args.rounds):
         for step, python in (("hf", hf_python), ("ours", sys.executable)):
             cmd = [
                 python, __file__, step, "--out", args.out,
@@ -325,6 +327,11 @@ def report(args):
         data = json.load(f)
     new_tokens = sum(data["max_length"] - len(ids) for ids in data["ids"])
     lines = [
+        "Measured with `python scripts/hf_compare.py export --out OUT`, "
+        f"`HF_PYTHON=... python scripts/hf_compare.py all --out OUT --rounds "
+        f"{len(results['transformers'])} --repetitions 3`, "
+        "`python scripts/hf_compare.py report --out OUT`.",
+        "",
         f"Pair {data['pair']!r}, {len(data['ids'])} prompts, batch 1, "
         f"{new_tokens} new tokens in all (no stop token), greedy. Speedup = "
         "the library's own plain greedy time / its time for the configuration "
