@@ -10,6 +10,17 @@ from fake_pairs import make_fake_ende
 from keras_specdec import benchmark
 
 
+@pytest.fixture(autouse=True)
+def no_compilation_cache():
+    # The benchmark measures compile times (first call - a timed call): a
+    # program another test compiled must not come from the run's cache.
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", False)
+    yield
+    jax.config.update("jax_enable_compilation_cache", True)
+
+
 @pytest.fixture(scope="module")
 def fake_ende(tmp_path_factory):
     # Named "ende" so that pairs.load restores its sequence length (64).
