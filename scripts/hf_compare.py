@@ -406,20 +406,38 @@ def report(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    class Formatter(
+        argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
+    ):
+        pass
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=Formatter)
+    parser.add_argument(
+        "step",
+        choices=["export", "hf", "ours", "all", "report"],
+        help="Export the pair and prompts, time one library (hf / ours), "
+        "alternate both (all), or write the table (report).",
     )
-    parser.add_argument("step", choices=["export", "hf", "ours", "all", "report"])
     parser.add_argument("--out", required=True, help="Folder for exports and results.")
-    parser.add_argument("--pair", default="code", help="Shipped causal pair.")
-    parser.add_argument("--num-prompts", type=int, default=9, help="Prompts used.")
+    parser.add_argument("--pair", default="code", help="Shipped causal pair to export.")
+    parser.add_argument(
+        "--num-prompts", type=int, default=9, help="Held-out prompts to export."
+    )
     parser.add_argument(
         "--prompt-tokens", type=int, default=64, help="Prompts cut to this many tokens."
     )
-    parser.add_argument("--max-length", type=int, default=128, help="Prompt + new.")
-    parser.add_argument("--repetitions", type=int, default=3, help="Per process.")
-    parser.add_argument("--rounds", type=int, default=2, help="`all`: HF/ours turns.")
-    parser.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--max-length", type=int, default=128, help="Prompt plus new tokens per call."
+    )
+    parser.add_argument(
+        "--repetitions", type=int, default=3, help="Timed passes over the prompts."
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="With all: turns of HF, then ours."
+    )
+    parser.add_argument(
+        "--round", type=int, default=0, help="Round number in the result's file name."
+    )
     args = parser.parse_args(argv)
     if args.step == "export":
         return export(args)
