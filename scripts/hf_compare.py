@@ -30,6 +30,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 GAMMAS = (4, 8)
 
 
@@ -53,8 +55,6 @@ def gpt2_state_dict(backbone):
         k, h = f"transformer_layer_{i}/", f"transformer.h.{i}."
         qkv = [w[f"{k}self_attention/{n}/kernel"] for n in ("query", "key", "value")]
         qkv_bias = [w[f"{k}self_attention/{n}/bias"] for n in ("query", "key", "value")]
-        import numpy as np
-
         sd[h + "attn.c_attn.weight"] = np.concatenate(
             [x.reshape(hidden, -1) for x in qkv], axis=1
         )  # (hidden, 3 * hidden)
@@ -89,8 +89,6 @@ def gpt2_state_dict(backbone):
 def prompt_ids(target, args):
     """The benchmark's prompts as the target's preprocessor tokenizes them
     for `generate()` (start token included): one list of ids per prompt."""
-    import numpy as np
-
     import keras_specdec
     from keras_specdec import benchmark
 
@@ -107,8 +105,6 @@ def prompt_ids(target, args):
 
 
 def export(args):
-    import numpy as np
-
     import keras_specdec
 
     target, draft = keras_specdec.pairs.load(args.pair)
@@ -148,7 +144,6 @@ def export(args):
 
 
 def hf_models(out):
-    import numpy as np
     import torch
     import transformers
 
@@ -171,10 +166,8 @@ def hf_models(out):
 
 
 def run_hf(args):
-    import numpy as np
     import torch
 
-    torch.manual_seed(0)
     with open(os.path.join(args.out, "prompts.json")) as f:
         data = json.load(f)
     models = hf_models(args.out)
@@ -239,8 +232,6 @@ def time_interleaved(configs, all_ids, call, repetitions):
 
 
 def run_ours(args):
-    import numpy as np
-
     import keras_specdec
 
     with open(os.path.join(args.out, "prompts.json")) as f:
@@ -252,8 +243,8 @@ def run_ours(args):
     for ids in data["ids"]:
         token_ids = np.zeros((1, max_length), "int32")
         token_ids[0, : len(ids)] = ids
-        inputs.append({"token_ids": token_ids, "padding_mask": token_ids != 0})
-        inputs[-1]["padding_mask"][0, : len(ids)] = True
+        padding_mask = np.arange(max_length)[None] < len(ids)  # (1, max_length)
+        inputs.append({"token_ids": token_ids, "padding_mask": padding_mask})
     target, draft = keras_specdec.pairs.load(data["pair"])
     vocabulary_size = target.backbone.vocabulary_size
     samplers = {"plain": "greedy"}
@@ -314,6 +305,13 @@ def run_all(args):
             subprocess.run(cmd, check=True)
 
 
+def pass_totals(seconds, num_prompts):
+    """Seconds of each timed pass over the prompts (one call per prompt)."""
+    return [
+        sum(seconds[i : i + num_prompts]) for i in range(0, len(seconds), num_prompts)
+    ]
+
+
 def report(args):
     import statistics
 
@@ -347,19 +345,13 @@ def report(args):
     )
 
     def speedups(library, name):
-        out = []
-        for r in results[library]:
-            s = r["seconds"]
-            n = len(data["ids"])
-
-            def totals(key):
-                xs = s[key]
-                return [sum(xs[i : i + n]) for i in range(0, len(xs), n)]
-
-            out.append(
-                statistics.median(totals("plain")) / statistics.median(totals(name))
-            )
-        return out
+        """Per round: plain greedy time / `name`'s time (medians of passes)."""
+        n = len(data["ids"])
+        return [
+            statistics.median(pass_totals(r["seconds"]["plain"], n))
+            / statistics.median(pass_totals(r["seconds"][name], n))
+            for r in results[library]
+        ]
 
     for name in names:
         theirs, ours = speedups("transformers", name), speedups("keras_specdec", name)

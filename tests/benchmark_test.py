@@ -16,9 +16,10 @@ def no_compilation_cache():
     # program another test compiled must not come from the run's cache.
     import jax
 
+    enabled = jax.config.jax_enable_compilation_cache
     jax.config.update("jax_enable_compilation_cache", False)
     yield
-    jax.config.update("jax_enable_compilation_cache", True)
+    jax.config.update("jax_enable_compilation_cache", enabled)
 
 
 @pytest.fixture(scope="module")
