@@ -7,7 +7,7 @@
 #   mkdir -p carry
 #   tar cJf carry/code_large.tar.xz -C data code_large/{train.npy,valid.npy,vocabulary.json,merges.txt}
 #   tar cJf carry/ende.tar.xz -C data ende/{tokens.npz,spm.model,spm.vocab}
-#   python scripts/token_benchmark.py --write-prompts carry/prompts.json
+#   python -m keras_specdec.bench --pair code --write-prompts carry/prompts.json
 # Writes to $OUT: the run log, ck.tar.part* (best backbone weights, progress
 # and log tails of each run; `cat ck.tar.part* | tar x` restores ck/; fetch
 # them in the same call: the next call's tree no longer has ck/), and the GPU
@@ -113,8 +113,8 @@ tar cf - ck/*/best.weights.h5 ck/*/progress.json ck/*/train_tail.log 2>/dev/null
 ls -la "$OUT"
 
 if [ -z "${NO_BENCH:-}" ] && [ -f ck/code_target/best.weights.h5 ] && [ -f ck/code_draft/best.weights.h5 ]; then
-  timeout "${BENCH_SECONDS:-100}" python3 scripts/token_benchmark.py \
-    --prompts carry/prompts.json \
+  timeout "${BENCH_SECONDS:-100}" python3 -m keras_specdec.bench --pair code \
+    --prompts carry/prompts.json --cost-repetitions 50 \
     --target-weights ck/code_target/best.weights.h5 \
     --draft-weights ck/code_draft/best.weights.h5 \
     --gammas ${BENCH_GAMMAS:-1 2 4 6} --temperatures 0 1 --repetitions 2 \

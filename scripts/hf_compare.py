@@ -90,10 +90,10 @@ def prompt_ids(target, args):
     """The benchmark's prompts as the target's preprocessor tokenizes them
     for `generate()` (start token included): one list of ids per prompt."""
     import keras_specdec
-    from keras_specdec import benchmark
+    from keras_specdec.bench.run import truncate_prompts
 
     prompts = keras_specdec.pairs.benchmark_prompts(args.pair)[: args.num_prompts]
-    prompts = benchmark.truncate_prompts(target, prompts, args.prompt_tokens)
+    prompts = truncate_prompts(target, prompts, args.prompt_tokens)
     ids = []
     for prompt in prompts:
         x = target.preprocessor.generate_preprocess(

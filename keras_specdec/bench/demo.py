@@ -12,6 +12,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
+        prog="python -m keras_specdec.demo",
         description="Generate with the shipped target alone and with "
         "speculative decoding; print both texts, alpha and the speedup.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
