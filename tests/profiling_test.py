@@ -47,7 +47,7 @@ ENTRY %main (p: f32[4]) -> f32[4] {
   %loop = f32[4]{0} while(%prefill), condition=%cond, body=%body
   ROOT %output = f32[4]{0} negate(%loop), metadata={op_name="jit(generate)/specdec_output/neg"}
 }
-"""
+"""  # noqa: E501
 
 
 def test_ops_take_the_outermost_phase_scope_else_loop_or_setup():

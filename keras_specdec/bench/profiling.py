@@ -310,16 +310,15 @@ def trace_phase_seconds(model, inputs, calls=3, stop_token_ids=None, max_length=
     trace to the phase that emitted it: the compiled HLO of the same program
     (`compiled_generate_text`) tells each op's phase from the named scopes
     the round code declares (`op_phases`). Unlike timing each phase in a
-    loop of its own, this times the phases inside the real program: what `propose` and `verify` cost
-    there, and what everything else in a round (acceptance, bookkeeping,
-    buffer copies) costs.
+    loop of its own, this times the phases inside the real program: what
+    `propose` and `verify` cost there, and what everything else in a round
+    (acceptance, bookkeeping, buffer copies) costs.
 
     Op time is summed over XLA's worker threads and counts only ops (not the
     gaps between them; ops inside a fused kernel count as that kernel, ops
-    inside a loop or conditional as themselves), so
-    the phases add up to about, not exactly, the walltime; the profiler adds
-    ~1 us per op. CPU backend (GPU traces name
-    kernels, not HLO ops).
+    inside a loop or conditional as themselves), so the phases add up to
+    about, not exactly, the walltime; the profiler adds ~1 us per op. CPU
+    backend (GPU traces name kernels, not HLO ops).
 
     Args:
         model: a KerasHub model compiled with its sampler.
@@ -332,9 +331,10 @@ def trace_phase_seconds(model, inputs, calls=3, stop_token_ids=None, max_length=
 
     Returns:
         `{phase: seconds per call}` for the phases of `op_phases` (and
-        "unknown": ops the compiled HLO does not name), plus `"walltime"` (seconds per traced call) and `"matched"` (the fraction
-        of op time whose op the compiled HLO names: near 1 when the trace and
-        the lowered program agree).
+        "unknown": ops the compiled HLO does not name), plus `"walltime"`
+        (seconds per traced call) and `"matched"` (the fraction of op time
+        whose op the compiled HLO names: near 1 when the trace and the
+        lowered program agree).
     """
     import glob
     import tempfile

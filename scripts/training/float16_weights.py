@@ -1,6 +1,7 @@
 """Store a Keras ``.weights.h5`` file's float32 weights as float16 on disk.
 
-    python scripts/float16_weights.py keras_specdec/pairs/code/*/model.weights.h5
+    python scripts/training/float16_weights.py \\
+        keras_specdec/pairs/code/*/model.weights.h5
 
 The shipped presets keep their float32 dtype policy in ``config.json``: Keras
 builds float32 variables and `Variable.assign` casts each float16 dataset to

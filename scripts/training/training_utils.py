@@ -1,20 +1,23 @@
-"""Pieces shared by train_causal.py and train_t5.py: optimizer state beside
-a checkpoint, and sizing a run to a wall-time budget.
+"""Pieces shared by the training scripts: their argument parser, optimizer
+state beside a checkpoint, the end of each training chunk (best weights,
+checkpoint, progress), and sizing a run to a wall-time budget.
 
 Why the training scripts loop over `fit()` calls instead of one `fit()` with
 `keras.callbacks.BackupAndRestore` / `ModelCheckpoint`: each chunk trains on
 windows drawn with a seed of the step count (same data order after a resume),
 the best weights are saved as the *backbone* only (what the export scripts
-and `scripts/token_benchmark.py` load; `ModelCheckpoint` would save the task
-and its optimizer state, 3x the size), every chunk appends a record with
-tokens/s to progress.json (exported to training.json), `--max-minutes` stops
-between chunks, `--init-from` starts the schedule at a shipped step, and
-runs in progress (scripts/device_train.sh) resume from checkpoint.keras +
-optimizer.npz. Callbacks would cover only the save/restore lines, need four
-custom callbacks for the rest, and change the checkpoint format those runs
-resume from.
+and `python -m keras_specdec.bench --target-weights` load; `ModelCheckpoint`
+would save the task and its optimizer state, 3x the size), every chunk
+appends a record with tokens/s to progress.json (exported to training.json),
+`--max-minutes` stops between chunks, `--init-from` starts the schedule at a
+shipped step, and runs in progress (scripts/training/device_train.sh) resume
+from checkpoint.keras + optimizer.npz. Callbacks would cover only the
+save/restore lines, need four custom callbacks for the rest, and change the
+checkpoint format those runs resume from.
 """
 
+import argparse
+import json
 import os
 import time
 
@@ -88,3 +91,49 @@ def calibrate_total_steps(
     )
     model.set_weights(initial_weights)
     return total_steps
+
+
+def argument_parser(doc):
+    """The parser of a script whose docstring is `doc`: its first paragraph
+    as the description, and every option's default shown in `--help`."""
+    return argparse.ArgumentParser(
+        description=doc.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+
+def end_chunk(model, record, progress, args, start_time):
+    """After a chunk of training: log `record`, keep the best weights,
+    checkpoint, save progress.json. Returns True when `--max-minutes` of
+    training have passed (the caller stops; rerunning resumes).
+
+    Files in `args.out`: best.weights.h5 (the backbone at the lowest
+    validation loss so far), checkpoint.keras + optimizer.npz (unless
+    `--no-checkpoint`), progress.json (`progress`, with `record` appended).
+    """
+    progress["history"].append(record)
+    print(json.dumps(record), flush=True)
+    if record["valid_loss"] <= min(r["valid_loss"] for r in progress["history"]):
+        # The lowest validation loss so far: what gets exported.
+        # Backbone only: a task model's save_weights also stores the
+        # optimizer state (3x the size). The LM head is tied, so the
+        # backbone holds every weight.
+        # Written aside and swapped in, so a run killed mid-write keeps
+        # the previous best file whole.
+        tmp = os.path.join(args.out, "best.tmp.weights.h5")
+        model.backbone.save_weights(tmp)
+        os.replace(tmp, os.path.join(args.out, "best.weights.h5"))
+        progress["best"] = record
+    if not args.no_checkpoint:
+        ckpt = os.path.join(args.out, "checkpoint.keras")
+        model.save(ckpt + ".tmp.keras")
+        os.replace(ckpt + ".tmp.keras", ckpt)
+        save_optimizer(model, os.path.join(args.out, "optimizer.npz"))
+    progress_path = os.path.join(args.out, "progress.json")
+    with open(progress_path + ".tmp", "w") as f:
+        json.dump(progress, f, indent=1)
+    os.replace(progress_path + ".tmp", progress_path)
+    if args.max_minutes and time.time() - start_time > 60 * args.max_minutes:
+        print("time budget reached; rerun the same command to resume")
+        return True
+    return False
