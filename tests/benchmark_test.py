@@ -128,9 +128,7 @@ def test_default_out_is_a_new_folder_outside_benchmarks(monkeypatch, tmp_path):
     cli.main(["--pair", "code"])
     out = seen["args"].out
     assert not os.path.normpath(out).startswith("benchmarks")
-    assert os.path.normpath(out).startswith(
-        cli.DEFAULT_OUT_ROOT + os.sep + "code-"
-    )
+    assert os.path.normpath(out).startswith(cli.DEFAULT_OUT_ROOT + os.sep + "code-")
     assert os.path.isdir(out)
 
 

@@ -172,8 +172,7 @@ def build_parser():
     parser.add_argument(
         "--draft-weights",
         default=None,
-        help="Backbone weights to load into the draft; None keeps the pair's "
-        "weights.",
+        help="Backbone weights to load into the draft; None keeps the pair's weights.",
     )
     parser.add_argument(
         "--out",

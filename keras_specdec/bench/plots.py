@@ -140,4 +140,3 @@ def plot(rows, out_dir):
         plt.close(fig)
         written.append("speedup_vs_batch.png")
     return written
-

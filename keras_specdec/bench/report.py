@@ -463,4 +463,3 @@ def _batch_table(rows):
             f"{r['speculative_ms']:.1f} |"
         )
     return lines
-

@@ -378,9 +378,7 @@ def time_configurations(work, models, configs, temperature, batch_size, costs):
     times = interleaved_seconds(
         models, batches, args.max_length, args.repetitions, label=label
     )
-    stats = [
-        m.sampler.stats() if hasattr(m.sampler, "stats") else None for m in models
-    ]
+    stats = [m.sampler.stats() if hasattr(m.sampler, "stats") else None for m in models]
     full = work.full_batch(batch_size)
     fixed = [None] * len(models)  # not measurable: see Workload.full_batch
     if full is not None:
