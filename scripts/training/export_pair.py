@@ -14,13 +14,12 @@ progress is recorded in `<out>/training.json`.
 
 import json
 import os
-import shutil
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
-from float16_weights import exported_record, store_preset_float16  # noqa: E402  (scripts/training/ on sys.path)
+from float16_weights import export_preset, exported_record  # noqa: E402  (scripts/training/ on sys.path)
 from training_utils import argument_parser  # noqa: E402  (scripts/training/ is on sys.path)
 
 
@@ -97,12 +96,9 @@ def main():
         lm = keras_hub.models.GPT2CausalLM(
             backbone=model.backbone, preprocessor=preprocessor
         )
-        out = os.path.join(args.out, role)
-        shutil.rmtree(out, ignore_errors=True)
-        lm.save_to_preset(out)
-        weights_storage = store_preset_float16(out, lm, keras_hub.models.CausalLM)
-        with open(os.path.join(ckpt_dir, "progress.json")) as f:
-            progress = json.load(f)
+        weights_storage, progress = export_preset(
+            lm, os.path.join(args.out, role), keras_hub.models.CausalLM, ckpt_dir
+        )
         summary[role] = {
             "parameters": int(model.count_params()),
             "config": {k: progress["args"][k] for k in ("layers", "hidden", "heads")},

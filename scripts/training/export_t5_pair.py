@@ -21,7 +21,6 @@ recorded in ``<out>/training.json``.
 
 import json
 import os
-import shutil
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -30,7 +29,7 @@ import keras_hub  # noqa: E402
 CONFIG_KEYS = ("layers", "hidden", "heads", "intermediate", "key_value_dim", "dropout")
 
 
-from float16_weights import exported_record, store_preset_float16  # noqa: E402  (scripts/training/ on sys.path)
+from float16_weights import export_preset, exported_record  # noqa: E402  (scripts/training/ on sys.path)
 from train_t5 import load_trained  # noqa: E402  (also silences T5's mask warning)
 from training_utils import argument_parser  # noqa: E402  (scripts/training/ is on sys.path)
 
@@ -100,12 +99,9 @@ def main():
         lm = keras_hub.models.T5Seq2SeqLM(
             backbone=model.backbone, preprocessor=preprocessor
         )
-        out = os.path.join(args.out, role)
-        shutil.rmtree(out, ignore_errors=True)
-        lm.save_to_preset(out)
-        weights_storage = store_preset_float16(out, lm, keras_hub.models.Seq2SeqLM)
-        with open(os.path.join(ckpt_dir, "progress.json")) as f:
-            progress = json.load(f)
+        weights_storage, progress = export_preset(
+            lm, os.path.join(args.out, role), keras_hub.models.Seq2SeqLM, ckpt_dir
+        )
         summary[role] = {
             "parameters": int(model.count_params()),
             "config": {k: progress["args"].get(k) for k in CONFIG_KEYS},

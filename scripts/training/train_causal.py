@@ -26,6 +26,7 @@ import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 from training_utils import (  # noqa: E402  (scripts/training/ is on sys.path)
+    add_run_options,
     argument_parser,
     calibrate_total_steps,
     end_chunk,
@@ -95,11 +96,7 @@ def main():
         default="data/code",
         help="The corpus directory of scripts/data/prepare_code_corpus.py.",
     )
-    p.add_argument(
-        "--out",
-        required=True,
-        help="The output directory; rerunning the same command resumes from it.",
-    )
+    add_run_options(p)
     p.add_argument("--layers", type=int, default=6, help="Transformer layers.")
     p.add_argument("--hidden", type=int, default=256, help="The model width.")
     p.add_argument("--heads", type=int, default=4, help="Attention heads.")
@@ -127,19 +124,6 @@ def main():
         "schedule's length.",
     )
     p.add_argument(
-        "--checkpoint-steps",
-        type=int,
-        default=200,
-        help="Steps between validations and checkpoints.",
-    )
-    p.add_argument(
-        "--max-minutes",
-        type=float,
-        default=None,
-        help="Stop (after a checkpoint) once this many minutes have passed "
-        "(None: no limit); rerun the same command to resume.",
-    )
-    p.add_argument(
         "--time-budget-minutes",
         type=float,
         default=None,
@@ -149,13 +133,6 @@ def main():
     )
     p.add_argument(
         "--seed", type=int, default=0, help="The seed of weights and windows."
-    )
-    p.add_argument(
-        "--no-checkpoint",
-        action="store_true",
-        help="Write only best.weights.h5 and progress.json, no resumable "
-        "checkpoint.keras / optimizer.npz / final.weights.h5 (for one-shot runs "
-        "on a machine whose disk is gone afterwards: saves time per chunk).",
     )
     p.add_argument(
         "--init-from",

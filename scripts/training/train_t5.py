@@ -72,6 +72,7 @@ import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 from training_utils import (  # noqa: E402  (scripts/training/ is on sys.path)
+    add_run_options,
     argument_parser,
     calibrate_total_steps,
     end_chunk,
@@ -248,11 +249,7 @@ def main():
         default="data/ende",
         help="The corpus directory of scripts/data/prepare_ende_corpus.py.",
     )
-    p.add_argument(
-        "--out",
-        required=True,
-        help="The output directory; rerunning the same command resumes from it.",
-    )
+    add_run_options(p)
     p.add_argument("--source", default="en", help="The source language suffix.")
     p.add_argument("--target", default="de", help="The target language suffix.")
     p.add_argument(
@@ -319,23 +316,10 @@ def main():
         "relative position buckets let the model decode longer outputs).",
     )
     p.add_argument(
-        "--checkpoint-steps",
-        type=int,
-        default=200,
-        help="Steps between validations and checkpoints.",
-    )
-    p.add_argument(
         "--valid-num",
         type=int,
         default=1000,
         help="Validation pairs used for the validation loss.",
-    )
-    p.add_argument(
-        "--max-minutes",
-        type=float,
-        default=None,
-        help="Stop (after a checkpoint) once this many minutes have passed "
-        "(None: no limit); rerun the same command to resume.",
     )
     p.add_argument(
         "--time-budget-minutes",
@@ -353,13 +337,6 @@ def main():
     )
     p.add_argument(
         "--seed", type=int, default=0, help="The seed of weights and batches."
-    )
-    p.add_argument(
-        "--no-checkpoint",
-        action="store_true",
-        help="Write only best.weights.h5 and progress.json, no resumable "
-        "checkpoint.keras / optimizer.npz / final.weights.h5 (for one-shot runs "
-        "on a machine whose disk is gone afterwards: saves time per chunk).",
     )
     args = p.parse_args()
     if args.intermediate is None:

@@ -102,6 +102,36 @@ def argument_parser(doc):
     )
 
 
+def add_run_options(p):
+    """The options `end_chunk` reads, on parser `p`: --out,
+    --checkpoint-steps, --max-minutes, --no-checkpoint."""
+    p.add_argument(
+        "--out",
+        required=True,
+        help="The output directory; rerunning the same command resumes from it.",
+    )
+    p.add_argument(
+        "--checkpoint-steps",
+        type=int,
+        default=200,
+        help="Steps between validations and checkpoints.",
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="Stop (after a checkpoint) once this many minutes have passed "
+        "(None: no limit); rerun the same command to resume.",
+    )
+    p.add_argument(
+        "--no-checkpoint",
+        action="store_true",
+        help="Write only best.weights.h5 and progress.json, no resumable "
+        "checkpoint.keras / optimizer.npz / final.weights.h5 (for one-shot runs "
+        "on a machine whose disk is gone afterwards: saves time per chunk).",
+    )
+
+
 def end_chunk(model, record, progress, args, start_time):
     """After a chunk of training: log `record`, keep the best weights,
     checkpoint, save progress.json. Returns True when `--max-minutes` of
