@@ -230,3 +230,29 @@ def test_token_id_prompts_time_the_pair_without_its_tokenizer(tmp_path):
     assert 0.0 <= row["target_distinct_4grams"] <= 1.0
     with open(os.path.join(out, "results.json")) as f:
         assert "device" in json.load(f)
+
+
+def test_the_library_never_imports_the_bench_package():
+    # keras_specdec/bench/ (benchmark, profiling, demo) is not the library:
+    # only the two command shims beside the core modules call into it.
+    import ast
+
+    import keras_specdec
+
+    root = os.path.dirname(keras_specdec.__file__)
+    shims = {"benchmark.py", "demo.py"}
+    for name in sorted(os.listdir(root)):
+        if not name.endswith(".py") or name in shims:
+            continue
+        with open(os.path.join(root, name)) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+                modules += [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            else:
+                continue
+            for module in modules:
+                assert not module.startswith("keras_specdec.bench"), (name, module)
