@@ -391,8 +391,8 @@ def _profiled_table(rows):
         "",
         "Inside the real program (`--profile`: a profiler trace of generate() "
         "on the first prompt batch, each XLA op's time given to the round "
-        "phase whose code emitted it, `keras_specdec.profiling`; ms of op "
-        "time per round; plain step = the target alone's decoding loop per "
+        "phase whose named scope emitted it, `keras_specdec.bench.profiling`; "
+        "ms of op time per round; plain step = the target alone's decoding loop per "
         "step; setup = per call: prefill, initial states, output; model "
         "calls = (propose + verify) / round; c and v from these in-program "
         "times; alpha and measured = the traced calls' own (that prompt "
