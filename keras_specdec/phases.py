@@ -26,8 +26,21 @@ PREFIX = "specdec."
 PHASES = ("propose", "verify", "accept", "commit")
 
 
+def scope(name):
+    """`jax.named_scope(PREFIX + name)`: for phase work outside the phase
+    functions, e.g. `with scope("propose"): block = draft.propose_block(...)`.
+
+    Args:
+        name: one of `PHASES`.
+    """
+    if name not in PHASES:
+        raise ValueError(f"`name` must be one of {PHASES}, got {name!r}.")
+    return jax.named_scope(PREFIX + name)
+
+
 def phase(name):
-    """Decorator: run the function inside `jax.named_scope(PREFIX + name)`.
+    """Decorator: run the function inside `scope(name)`
+    (`jax.named_scope(PREFIX + name)`).
 
     Args:
         name: one of `PHASES`.
@@ -36,14 +49,12 @@ def phase(name):
         A decorator; the decorated function behaves as before (same
         arguments, results, docstring) and records `name` as `.phase`.
     """
-    if name not in PHASES:
-        raise ValueError(f"`name` must be one of {PHASES}, got {name!r}.")
-    scope = PREFIX + name
+    scope(name)  # checks the name
 
     def decorate(function):
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
-            with jax.named_scope(scope):
+            with scope(name):
                 return function(*args, **kwargs)
 
         wrapper.phase = name

@@ -1,9 +1,12 @@
 """Attributing a traced generate() call's op time to the round's phases."""
 
+import jax
 import numpy as np
+import pytest
 from tiny_models import tiny_causal_lm
 
 import keras_specdec
+from keras_specdec import phases, rounds
 from keras_specdec.bench import profiling
 
 # A module as XLA prints it: the round code's phases are named scopes in the
@@ -67,6 +70,22 @@ def test_ops_take_the_outermost_phase_scope_else_loop_or_setup():
     # The decoding loop is the outer while: the draft's loop is inside it.
     assert {"body", "cond", "draft_step", "draft_done"} <= profiling.decoding_loop(HLO)
     assert "main" not in profiling.decoding_loop(HLO)
+
+
+def test_round_functions_declare_their_phase_as_a_named_scope():
+    for name in phases.PHASES:
+        assert getattr(rounds, name).phase == name
+
+    @phases.phase("verify")
+    def double(x):
+        """Doc."""
+        return x * 2.0
+
+    assert double.__doc__ == "Doc." and double(1.0) == 2.0
+    text = jax.jit(double).lower(1.0).as_text(debug_info=True)
+    assert "specdec.verify" in text
+    with pytest.raises(ValueError, match="propose"):
+        phases.phase("draft")
 
 
 def test_a_traced_call_puts_almost_all_op_time_in_named_phases():
