@@ -1,4 +1,5 @@
-"""Table-2 style benchmark of the shipped pair (see keras_specdec/benchmark.py).
+"""Table-2 style benchmark of the shipped pair: `python -m keras_specdec.bench`
+(see keras_specdec/bench/; the same options).
 
 python examples/benchmark.py --gammas 1 2 3 4 5 6 --temperatures 0 1
 """
@@ -7,7 +8,7 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-from keras_specdec import benchmark  # noqa: E402
+from keras_specdec.bench.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    benchmark.main()
+    main()

@@ -24,6 +24,13 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import _common  # noqa: E402
 
+# Short code openings for the shipped code pair (--offline-pairs).
+CODE_PROMPTS = [
+    "def binary_search(items, value):\n    ",
+    "class LRUCache:\n    def __init__(self, capacity):\n        ",
+    "import os\n\n\ndef read_lines(path):\n    ",
+    "def parse_args(argv=None):\n    parser = argparse.ArgumentParser(",
+]
 DEFAULT_PROMPTS = [
     "The history of the printing press",
     "In a shocking finding, scientists discovered",
@@ -44,7 +51,6 @@ def main(argv=None):
 
     if args.offline_pairs:
         import keras_specdec
-        from keras_specdec.benchmark import CODE_PROMPTS
 
         name = args.pair or "code"
         try:

@@ -9,7 +9,7 @@ verify sizes); the phases are `keras_specdec.rounds`'.
 import jax
 from keras import ops
 
-from keras_specdec import rejection
+from keras_specdec import phases, rejection
 from keras_specdec.models import TargetView, window
 from keras_specdec.rounds import (
     RoundState,
@@ -147,16 +147,10 @@ def run_round(setup, state, schedule, seeds):
     num_proposed = ops.clip(
         ops.minimum(round_gamma, limit - 1 - state.index), 0, gamma
     )  # (batch,)
-    draft, block = setup.draft, None
-    if draft.caps_proposals:
-        if draft.proposes_block:
-            block, num_matched = draft.propose_block(
-                state.draft_state, state.tokens, state.index, gamma
-            )  # (batch, gamma), (batch,)
-        else:
-            num_matched = draft.max_proposals(
-                state.draft_state, state.tokens, state.index, gamma
-            )  # (batch,)
+    block = None
+    if setup.draft.caps_proposals:
+        with phases.scope("propose"):
+            block, num_matched = _capped_proposals(setup, state, gamma)
         num_proposed = ops.minimum(num_proposed, num_matched)
         round_gamma = ops.max(num_proposed)
 
@@ -231,3 +225,16 @@ def plain_step(setup, next, prompt, cache, index, seed):
 
     token = jax.lax.cond(ops.any(empty), step, lambda: ops.zeros_like(prompt[:, 0]))
     return token, empty
+
+
+def _capped_proposals(setup, state, gamma):
+    """A capping draft's `(block, num_matched)`: a block draft's proposals
+    `(batch, gamma)` (None for others) and how many each row may make
+    `(batch,)`, from one call."""
+    draft = setup.draft
+    if draft.proposes_block:
+        return draft.propose_block(state.draft_state, state.tokens, state.index, gamma)
+    num_matched = draft.max_proposals(
+        state.draft_state, state.tokens, state.index, gamma
+    )
+    return None, num_matched

@@ -21,8 +21,8 @@ or, for both at once, `target, draft = keras_specdec.pairs.load("code")`.
 Weights are stored in float16 on disk (`model.weights.h5`) and load into
 float32 models (the presets' dtype policy). `training.json` beside each pair
 records how it was trained, its validation loss (and BLEU for "ende");
-`scripts/train_causal.py` / `scripts/train_t5.py` continue training and
-`scripts/export_pair.py` / `scripts/export_t5_pair.py` refresh the presets.
+`scripts/training/train_causal.py` / `train_t5.py` continue training and
+`scripts/training/export_pair.py` / `export_t5_pair.py` refresh the presets.
 
 `load` returns `keras_hub.models.Seq2SeqLM` models for encoder-decoder pairs
 and `keras_hub.models.CausalLM` models otherwise.
@@ -139,7 +139,7 @@ def benchmark_prompts(name):
     (`held_out_pairs`). Causal pairs: ``<pair dir>/prompts.json``, openings of
     functions from files the models were never trained on, chosen by a fixed
     rule that does not look at the models' outputs
-    (`scripts/make_code_prompts.py`).
+    (`scripts/data/make_code_prompts.py`).
     """
     if is_seq2seq(path(name, "target")):
         sources = [src for src, _ in held_out_pairs(name)]

@@ -45,6 +45,7 @@ from keras_hub.src.utils.tensor_utils import any_equal
 
 from keras_specdec import model_utils, rejection
 from keras_specdec.models import TargetView, window
+from keras_specdec.phases import phase
 
 
 class SpeculativeStats(NamedTuple):
@@ -209,6 +210,7 @@ def _seed(seeds, i):
     return None if seeds is None else seeds[i]
 
 
+@phase("propose")
 def propose(setup, state, k, seeds, num_steps=None, block=None):
     """The draft proposes k tokens per row at the row's own position.
 
@@ -353,6 +355,7 @@ def _propose_block(setup, state, k, greedy, block=None):
     return state._replace(tokens=tokens), (draft_token_ids, draft_probs)
 
 
+@phase("verify")
 def verify(setup, state, k):
     """The target scores each row's k + 1 positions in one forward pass.
 
@@ -391,6 +394,7 @@ def verify(setup, state, k):
     return state, target_logits
 
 
+@phase("accept")
 def accept(
     setup, state, draft_token_ids, draft_probs, target_logits, num_proposed, seeds
 ):
@@ -431,6 +435,7 @@ def accept(
     )
 
 
+@phase("commit")
 def commit(setup, state, output, num_accepted, num_proposed, active):
     """Write each active row's num_accepted + 1 decided tokens; move its
     index by as many; count.

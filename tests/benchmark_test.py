@@ -1,4 +1,4 @@
-"""`keras_specdec.benchmark` end to end on a tiny random pair (offline)."""
+"""`python -m keras_specdec.bench` end to end on a tiny random pair (offline)."""
 
 import json
 import math
@@ -7,7 +7,7 @@ import os
 import pytest
 from fake_pairs import make_fake_ende
 
-from keras_specdec import benchmark
+from keras_specdec.bench import cli, report, run
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,7 @@ def fake_ende(tmp_path_factory):
 
 def test_benchmark_writes_table_2_3_compile_and_breakdown_rows(fake_ende, tmp_path):
     out = str(tmp_path / "bench")
-    rows = benchmark.main(
+    rows = cli.main(
         [
             "--pair", fake_ende, "--gammas", "1", "2", "--temperatures", "0",
             "--schedules", "auto", "--model-free-drafts", "prompt_lookup",
@@ -95,7 +95,7 @@ def test_benchmark_writes_table_2_3_compile_and_breakdown_rows(fake_ende, tmp_pa
 @pytest.mark.slow  # a second end-to-end benchmark run (~2 min on 2 cores); CI time
 def test_benchmark_batch_sizes_1_and_2(fake_ende, tmp_path):
     out = str(tmp_path / "bench")
-    rows = benchmark.main(
+    rows = cli.main(
         [
             "--pair", fake_ende, "--gammas", "2", "--temperatures", "1",
             "--max-length", "12", "--num-prompts", "3", "--repetitions", "1",
@@ -119,22 +119,22 @@ def test_benchmark_batch_sizes_1_and_2(fake_ende, tmp_path):
 def test_default_out_is_a_new_folder_outside_benchmarks(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     seen = {}
-    monkeypatch.setattr(benchmark, "run", lambda args: seen.setdefault("args", args))
-    monkeypatch.setattr(benchmark, "to_markdown", lambda rows, command: "")
-    monkeypatch.setattr(benchmark, "plot", lambda rows, out: [])
-    monkeypatch.setattr(benchmark.json, "dump", lambda *a, **k: None)
-    benchmark.main(["--pair", "code"])
+    monkeypatch.setattr(
+        cli, "run", lambda args, on_rows=None: seen.setdefault("args", args)
+    )
+    monkeypatch.setattr(cli, "to_markdown", lambda rows, command: "")
+    monkeypatch.setattr(cli, "plot", lambda rows, out: [])
+    monkeypatch.setattr(cli.json, "dump", lambda *a, **k: None)
+    cli.main(["--pair", "code"])
     out = seen["args"].out
     assert not os.path.normpath(out).startswith("benchmarks")
-    assert os.path.normpath(out).startswith(
-        benchmark.DEFAULT_OUT_ROOT + os.sep + "code-"
-    )
+    assert os.path.normpath(out).startswith(cli.DEFAULT_OUT_ROOT + os.sep + "code-")
     assert os.path.isdir(out)
 
 
 def test_help_gives_every_option_a_sentence_and_its_default(capsys):
     with pytest.raises(SystemExit):
-        benchmark.main(["--help"])
+        cli.main(["--help"])
     text = capsys.readouterr().out
     for option in ("--batch-sizes", "--out", "--gammas", "--repetitions"):
         assert option in text
@@ -144,9 +144,9 @@ def test_help_gives_every_option_a_sentence_and_its_default(capsys):
 
 def test_prompt_batches_cycle_through_the_prompts():
     prompts = ["a", "b", "c"]
-    assert benchmark.prompt_batches(prompts, 1) == [["a"], ["b"], ["c"]]
-    assert benchmark.prompt_batches(prompts, 2) == [["a", "b"], ["c", "a"]]
-    assert benchmark.prompt_batches(prompts, 4) == [["a", "b", "c", "a"]]
+    assert run.prompt_batches(prompts, 1) == [["a"], ["b"], ["c"]]
+    assert run.prompt_batches(prompts, 2) == [["a", "b"], ["c", "a"]]
+    assert run.prompt_batches(prompts, 4) == [["a", "b", "c", "a"]]
 
 
 def test_profiled_costs_are_per_round_and_per_plain_step():
@@ -158,7 +158,7 @@ def test_profiled_costs_are_per_round_and_per_plain_step():
     plain = {"rounds": 40.0, "seconds": {
         "loop": 0.080, "setup": 0.004, "walltime": 0.09,
     }}  # fmt: skip
-    row = benchmark._profiled(
+    row = report._profiled(
         alpha=0.9,  # all prompts' alpha; the traced batch's (0.5) is used
         gamma=2,
         model_draft=True,
@@ -183,9 +183,76 @@ def test_profiled_costs_are_per_round_and_per_plain_step():
     with_setup = (4.0 + 80.0) / (5.0 + 80.0 / expected)
     assert row["profiled_predicted_with_setup"] == pytest.approx(with_setup)
     row.update(temperature=0, batch_size=1, draft="d", gamma=2)
-    table = "\n".join(benchmark._profiled_table([row]))
+    table = "\n".join(report._profiled_table([row]))
     assert (
         "| 0 | 1 | d | 2 | 1.00 | 3.00 | 0.10 | 0.10 | 0.20 | 4.40 | 0.909 |" in table
     )
     # Without --profile a row has no profiled columns and no table.
-    assert benchmark._profiled(0.5, 2, True, {"median": 1}, {"median": 1}) == {}
+    assert report._profiled(0.5, 2, True, {"median": 1}, {"median": 1}) == {}
+
+
+def test_token_id_prompts_refuse_what_needs_a_tokenizer(fake_ende, tmp_path, capsys):
+    # Checked before any model loads: an encoder-decoder pair, and drafts
+    # fitted on text.
+    prompts = str(tmp_path / "prompts.json")
+    with pytest.raises(SystemExit):
+        cli.main(["--pair", fake_ende, "--prompts", prompts])
+    assert "causal pairs only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(
+            ["--pair", "code", "--prompts", prompts, "--model-free-drafts", "bigram"]
+        )
+    assert "prompt_lookup only" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # compiles the shipped code pair's target and draft (~2 min)
+def test_token_id_prompts_time_the_pair_without_its_tokenizer(tmp_path):
+    # What GPU machines without TensorFlow run: prompts written as token ids
+    # here, then timed with models that have no preprocessor.
+    prompts = str(tmp_path / "prompts.json")
+    common = ["--pair", "code", "--num-prompts", "2", "--prompt-tokens", "8"]
+    assert cli.main([*common, "--write-prompts", prompts]) is None
+    with open(prompts) as f:
+        ids = json.load(f)["token_ids"]
+    assert len(ids) == 2 and all(1 < len(row) <= 9 for row in ids)
+    out = str(tmp_path / "bench")
+    rows = cli.main(
+        [
+            *common, "--prompts", prompts, "--gammas", "2", "--temperatures",
+            "0", "--max-length", "24", "--repetitions", "1",
+            "--cost-repetitions", "2", "--out", out,
+        ]
+    )  # fmt: skip
+    (row,) = rows
+    assert row["gamma"] == 2 and 0.0 <= row["alpha"] <= 1.0
+    assert row["tokens_per_target_call"] >= 1.0
+    assert math.isfinite(row["measured_speedup"])
+    assert 0.0 <= row["target_distinct_4grams"] <= 1.0
+    with open(os.path.join(out, "results.json")) as f:
+        assert "device" in json.load(f)
+
+
+def test_the_library_never_imports_the_bench_package():
+    # keras_specdec/bench/ (benchmark, profiling, demo) is not the library:
+    # only the two command shims beside the core modules call into it.
+    import ast
+
+    import keras_specdec
+
+    root = os.path.dirname(keras_specdec.__file__)
+    shims = {"benchmark.py", "demo.py"}
+    for name in sorted(os.listdir(root)):
+        if not name.endswith(".py") or name in shims:
+            continue
+        with open(os.path.join(root, name)) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+                modules += [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            else:
+                continue
+            for module in modules:
+                assert not module.startswith("keras_specdec.bench"), (name, module)

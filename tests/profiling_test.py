@@ -1,63 +1,91 @@
 """Attributing a traced generate() call's op time to the round's phases."""
 
+import jax
 import numpy as np
+import pytest
 from tiny_models import tiny_causal_lm
 
 import keras_specdec
-from keras_specdec import profiling
+from keras_specdec import phases, rounds
+from keras_specdec.bench import profiling
 
-# A module as XLA prints it: numbered tables of file names, function names,
-# locations and stack frames (XLA prints parent_frame_id as the parent's id
-# + 1, 1 for a root frame).
+# A module as XLA prints it: the round code's phases are named scopes in the
+# ops' `op_name` metadata (`keras_specdec.phases`), inside the decoding
+# `while` loop; the draft's own steps run in a loop nested in `propose`.
 HLO = """HloModule m
 
-FileNames
-1 "/x/keras_specdec/rounds.py"
-2 "/x/keras_specdec/speculative_sampler.py"
+%draft_step (d: f32[4]) -> f32[4] {
+  %d = f32[4]{0} parameter(0)
+  ROOT %draft = f32[4]{0} negate(%d), metadata={op_name="jit(generate)/while/body/specdec.propose/while/body/vmap(dense)/neg"}
+}
 
-FunctionNames
-1 "speculative_round"
-2 "propose"
-3 "verify"
-4 "SpeculativeSampler.__call__.<locals>.body"
-5 "SpeculativeSampler.__call__"
+%draft_done (d: f32[4]) -> pred[] {
+  %d = f32[4]{0} parameter(0)
+  ROOT %draft_cond = pred[] constant(false)
+}
 
-FileLocations
-1 {file_name_id=2 function_name_id=5 line=1 end_line=1 column=1 end_column=2}
-2 {file_name_id=2 function_name_id=4 line=2 end_line=2 column=1 end_column=2}
-3 {file_name_id=1 function_name_id=1 line=3 end_line=3 column=1 end_column=2}
-4 {file_name_id=1 function_name_id=2 line=4 end_line=4 column=1 end_column=2}
-5 {file_name_id=1 function_name_id=3 line=5 end_line=5 column=1 end_column=2}
+%f (x: f32[4]) -> f32[4] {
+  %x = f32[4]{0} parameter(0)
+  ROOT %inside = f32[4]{0} exponential(%x)
+}
 
-StackFrames
-1 {file_location_id=1 parent_frame_id=1}
-2 {file_location_id=2 parent_frame_id=2}
-3 {file_location_id=3 parent_frame_id=3}
-4 {file_location_id=4 parent_frame_id=4}
-5 {file_location_id=5 parent_frame_id=4}
+%body (s: f32[4]) -> f32[4] {
+  %s = f32[4]{0} parameter(0)
+  %schedule = f32[4]{0} negate(%s), metadata={op_name="jit(generate)/while/body/neg"}
+  %drafts = f32[4]{0} while(%schedule), condition=%draft_done, body=%draft_step
+  %target = f32[4]{0} negate(%drafts), metadata={op_name="jit(generate)/while/body/specdec.verify/dot_general"}
+  %attention = f32[4]{0} fusion(%target), kind=kLoop, calls=%f
+  %nested = f32[4]{0} negate(%attention), metadata={op_name="jit(generate)/while/body/specdec.commit/specdec.accept/neg"}
+  ROOT %copy = f32[4]{0} copy(%nested)
+}
+
+%cond (s: f32[4]) -> pred[] {
+  %s = f32[4]{0} parameter(0)
+  ROOT %more = pred[] constant(true), metadata={op_name="jit(generate)/while/cond/lt"}
+}
 
 ENTRY %main (p: f32[4]) -> f32[4] {
   %p = f32[4]{0} parameter(0)
-  %prefill = f32[4]{0} negate(%p), metadata={op_name="a" stack_frame_id=1}
-  %schedule = f32[4]{0} negate(%prefill), metadata={op_name="b" stack_frame_id=2}
-  %draft = f32[4]{0} negate(%schedule), metadata={op_name="c" stack_frame_id=4}
-  %target = f32[4]{0} negate(%draft), metadata={op_name="d" stack_frame_id=5}
-  %attention = f32[4]{0} fusion(%target), kind=kLoop, calls=%f
-  ROOT %other = f32[4]{0} negate(%attention)
+  %prefill = f32[4]{0} negate(%p), metadata={op_name="jit(generate)/neg"}
+  %loop = f32[4]{0} while(%prefill), condition=%cond, body=%body
+  ROOT %output = f32[4]{0} negate(%loop), metadata={op_name="jit(generate)/specdec_output/neg"}
 }
-"""
+"""  # noqa: E501
 
 
-def test_ops_take_the_outermost_phase_of_their_source_stack():
-    sources = profiling.op_sources(HLO)
-    phases = {name: profiling.phase_of(sources.get(name)) for name in sources}
+def test_ops_take_the_outermost_phase_scope_else_loop_or_setup():
+    phases = profiling.op_phases(HLO)
     assert phases["prefill"] == "setup"
+    assert phases["output"] == "setup"  # a name that only looks alike
     assert phases["schedule"] == "loop"
-    assert phases["draft"] == "propose"
+    assert phases["more"] == "loop"  # the loop's condition
+    assert phases["draft"] == "propose"  # in a loop nested in the phase
     assert phases["target"] == "verify"
-    # No stack frame: the nearest operand's (a fused kernel of verify).
+    assert phases["nested"] == "commit"  # the outermost phase scope wins
+    # No metadata: the nearest operand's (a fused kernel of verify; a copy
+    # XLA inserted after commit).
     assert phases["attention"] == "verify"
-    assert phases["p"] == "unknown"
+    assert phases["copy"] == "commit"
+    assert phases["p"] == "setup"
+    # The decoding loop is the outer while: the draft's loop is inside it.
+    assert {"body", "cond", "draft_step", "draft_done"} <= profiling.decoding_loop(HLO)
+    assert "main" not in profiling.decoding_loop(HLO)
+
+
+def test_round_functions_declare_their_phase_as_a_named_scope():
+    for name in phases.PHASES:
+        assert getattr(rounds, name).phase == name
+
+    @phases.phase("verify")
+    def double(x):
+        """Doc."""
+        return x * 2.0
+
+    assert double.__doc__ == "Doc." and double(1.0) == 2.0
+    text = jax.jit(double).lower(1.0).as_text(debug_info=True)
+    assert "specdec.verify" in text
+    with pytest.raises(ValueError, match="propose"):
+        phases.phase("draft")
 
 
 def test_a_traced_call_puts_almost_all_op_time_in_named_phases():
@@ -71,5 +99,5 @@ def test_a_traced_call_puts_almost_all_op_time_in_named_phases():
     # The trace's op names are those of the lowered program.
     assert seconds["matched"] > 0.95, seconds
     assert seconds.get("unknown", 0.0) < 0.05 * seconds["walltime"], seconds
-    for phase in ("propose", "verify", "accept", "commit", "setup"):
+    for phase in ("propose", "verify", "accept", "commit", "loop", "setup"):
         assert seconds.get(phase, 0.0) > 0.0, (phase, seconds)

@@ -9,7 +9,7 @@ program `generate()` runs; `loop_buffer_ops` counts what the decoding
 loop materialises per iteration (copies, dynamic-update-slices, selects,
 fusions), with output sizes, to find per-round work that grows with gamma.
 
-    from keras_specdec import profiling
+    from keras_specdec.bench import profiling
     inputs = target.preprocessor.generate_preprocess(prompts, sequence_length=128)
     hlo = profiling.lower_generate(target, inputs).compile().as_text()
     print(profiling.format_loop_ops(profiling.loop_buffer_ops(hlo)))
@@ -20,6 +20,8 @@ import itertools
 import re
 
 import numpy as np
+
+from keras_specdec import phases
 
 # bytes per element of HLO element types
 _DTYPE_BYTES = {
@@ -127,13 +129,64 @@ _NOT_BUFFERS = ("parameter", "constant", "get-tuple-element", "tuple", "bitcast"
 _INSTRUCTION = re.compile(r"^(?:ROOT )?%?([\w.\-]+) = (.+?) ([\w\-]+)\((.*)$")
 
 
+def _called(line):
+    """Names of the computations an HLO instruction line runs (not a fused
+    kernel's: callers skip fusions)."""
+    names = re.findall(r"(?:body|condition|to_apply|calls)=%?([\w.\-]+)", line)
+    for group in re.findall(r"branch_computations=\{([^}]*)\}", line):
+        names += [n.strip().lstrip("%") for n in group.split(",")]
+    names += re.findall(r"(?:true|false)_computation=%?([\w.\-]+)", line)
+    return names
+
+
+def _reachable(computations, root):
+    """Computations that `root` runs, itself included (through loops,
+    conditionals and calls; a fusion is one op, its insides are not
+    followed)."""
+    seen, todo = set(), [root]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in computations:
+            continue
+        seen.add(name)
+        for line in computations[name]:
+            if " fusion(" in line:
+                continue  # a fused kernel: one op
+            todo += _called(line)
+    return seen
+
+
+def decoding_loop(hlo_text, computations=None):
+    """Names of the computations the decoding loop runs: of the `while`
+    loops in the module, the one whose body runs the most computations (the
+    decoding loop holds the draft's and the target's calls, and any inner
+    loops), with everything its body and condition run.
+
+    Raises:
+        ValueError: the module has no `while` loop.
+    """
+    computations = computations or _computations(hlo_text)
+    loops = [
+        (re.search(r"body=%?([\w.\-]+)", line).group(1), _called(line))
+        for lines in computations.values()
+        for line in lines
+        if re.search(r" while\(", line)
+    ]
+    if not loops:
+        raise ValueError("No `while` loop in this HLO module.")
+    runs = [
+        set().union(*(_reachable(computations, n) for n in called))
+        for _, called in loops
+    ]
+    return max(runs, key=len)
+
+
 def loop_buffer_ops(hlo_text, min_bytes=0):
     """Ops materialised inside the outermost decoding `while` loop.
 
-    Finds the `while` instructions of the entry computation, takes the one
-    whose body is largest (the decoding loop), and walks every computation
-    it runs (its body, conditional branches, nested loops and calls; fusions
-    count as one materialised op each, their insides are not buffers).
+    Walks every computation the decoding loop runs (`decoding_loop`: its
+    body, conditional branches, nested loops and calls; fusions count as one
+    materialised op each, their insides are not buffers).
 
     Returns a `collections.Counter` keyed by `(opcode, result type)` of the
     ops with results of at least `min_bytes` bytes, counting each
@@ -141,39 +194,8 @@ def loop_buffer_ops(hlo_text, min_bytes=0):
     `(counts, bytes_per_key)`.
     """
     computations = _computations(hlo_text)
-    entry = re.search(r"^ENTRY %?([\w.\-]+)", hlo_text, re.M)
-    entry = entry.group(1) if entry else None
-
-    def called(line):
-        names = re.findall(r"(?:body|condition|to_apply|calls)=%?([\w.\-]+)", line)
-        for group in re.findall(r"branch_computations=\{([^}]*)\}", line):
-            names += [n.strip().lstrip("%") for n in group.split(",")]
-        names += re.findall(r"(?:true|false)_computation=%?([\w.\-]+)", line)
-        return names
-
-    def reachable(root):
-        seen, todo = set(), [root]
-        while todo:
-            name = todo.pop()
-            if name in seen or name not in computations:
-                continue
-            seen.add(name)
-            for line in computations[name]:
-                if " fusion(" in line:
-                    continue  # a fused kernel: one op, see below
-                todo += called(line)
-        return seen
-
-    bodies = [
-        re.search(r"body=%?([\w.\-]+)", line).group(1)
-        for line in computations.get(entry, [])
-        if re.search(r" while\(", line)
-    ]
-    if not bodies:
-        raise ValueError("No `while` loop in the entry computation of this HLO.")
-    body = max(bodies, key=lambda n: len(reachable(n)))
     counts, sizes = collections.Counter(), collections.Counter()
-    for name in reachable(body):
+    for name in decoding_loop(hlo_text, computations):
         for line in computations[name]:
             match = _INSTRUCTION.match(line)
             if not match:
@@ -213,100 +235,62 @@ def format_loop_ops(counts_and_sizes, top=25):
 # ---------------------------------------------------------------------------
 # Where the time of a generate() call goes, from a profiler trace.
 
-# The round's phases (keras_specdec.rounds), outermost first wins; anything
-# else the decoding loop runs is "loop", the rest of the call "setup".
-PHASES = ("propose", "verify", "accept", "commit")
-_LOOP_FUNCTIONS = ("body", "cond", "active_rows", "row_limits", "next")
+# The round's phases are the `jax.named_scope`s the round code declares
+# (`keras_specdec.phases`): an op whose HLO `op_name` holds
+# "specdec.<phase>" ran in that phase (the outermost such scope wins).
+# Any other op of the decoding loop is "loop" (schedule, conditions,
+# KerasHub's own sampler loop), the rest of the call "setup" (prefill, the
+# draft's initial state, output).
+PHASES = phases.PHASES
+_PHASE_SCOPE = re.compile(
+    r"(?:^|[/(])" + re.escape(phases.PREFIX) + r"(" + "|".join(PHASES) + r")\b"
+)
 
 
-def _index_table(hlo_text, title):
-    """`{id: text}` of a numbered table (`FileNames`, `StackFrames`, ...) that
-    XLA prints after an HLO module's header."""
-    table = {}
-    lines = hlo_text.splitlines()
-    if title not in lines:
-        return table
-    for line in lines[lines.index(title) + 1 :]:
-        match = re.match(r"^(\d+) (.*)$", line)
-        if not match:
-            break
-        table[int(match.group(1))] = match.group(2)
-    return table
+def op_phases(hlo_text):
+    """`{op name: phase}` of every instruction of an HLO module.
 
+    The phase is the outermost `specdec.<phase>` scope in the op's
+    `op_name` metadata; ops without metadata (copies XLA inserts, some
+    fusions) take their nearest operand's, up to 4 operands deep. Ops in no
+    phase scope are "loop" inside the decoding loop (`decoding_loop`),
+    else "setup".
+    """
+    computations = _computations(hlo_text)
+    try:
+        in_loop = decoding_loop(hlo_text, computations)
+    except ValueError:
+        in_loop = set()  # no loop: everything is setup
+    named, operands, loop_ops = {}, {}, set()
+    for computation, lines in computations.items():
+        for line in lines:
+            match = _INSTRUCTION.match(line)
+            if not match:
+                continue
+            name, _, _, rest = match.groups()
+            op_name = re.search(r'op_name="([^"]*)"', rest)
+            if op_name:
+                named[name] = op_name.group(1)
+            operands[name] = re.findall(r"%([\w.\-]+)", rest.split("), ")[0])
+            if computation in in_loop:
+                loop_ops.add(name)
 
-def op_sources(hlo_text):
-    """`{op name: [(file, function), ...]}` (innermost call first) of every
-    HLO op that carries a stack frame; ops without one (many ops inside the
-    models) take their nearest operand's, up to 4 operands deep."""
-    files = {k: v.strip('"') for k, v in _index_table(hlo_text, "FileNames").items()}
-    functions = {
-        k: v.strip('"') for k, v in _index_table(hlo_text, "FunctionNames").items()
-    }
-    locations = {}
-    for k, v in _index_table(hlo_text, "FileLocations").items():
-        ids = dict(re.findall(r"(\w+)=(\d+)", v))
-        locations[k] = (
-            files.get(int(ids["file_name_id"]), "?"),
-            functions.get(int(ids["function_name_id"]), "?"),
-        )
-    frames = {}
-    for k, v in _index_table(hlo_text, "StackFrames").items():
-        ids = dict(re.findall(r"(\w+)=(\d+)", v))
-        # XLA prints the parent's id + 1 (1 for a root frame).
-        frames[k] = (int(ids["file_location_id"]), int(ids["parent_frame_id"]) - 1)
-
-    def stack(frame):
-        out, seen = [], set()
-        while frame in frames and frame not in seen:
-            seen.add(frame)
-            location, frame = frames[frame]
-            out.append(locations.get(location, ("?", "?")))
-        return out
-
-    framed, operands = {}, {}
-    for line in hlo_text.splitlines():
-        match = _INSTRUCTION.match(line.strip())
-        if not match:
-            continue
-        name, _, _, rest = match.groups()
-        frame = re.search(r"stack_frame_id=(\d+)", rest)
-        if frame:
-            framed[name] = stack(int(frame.group(1)))
-        operands[name] = re.findall(r"%([\w.\-]+)", rest.split("), ")[0])
-
-    def find(name, depth):
-        if name in framed:
-            return framed[name]
+    def scope(name, depth):
+        if name in named:
+            found = _PHASE_SCOPE.search(named[name])
+            return found.group(1) if found else None
         if depth == 0:
             return None
         for operand in operands.get(name, ()):
-            found = find(operand, depth - 1)
+            found = scope(operand, depth - 1)
             if found is not None:
                 return found
         return None
 
-    return {name: find(name, 4) for name in operands}
-
-
-def phase_of(sources):
-    """The phase of an op from its source stack (`op_sources`): the
-    outermost `keras_specdec.rounds` phase it runs in, else "loop" inside the
-    decoding loop (schedule, conditions, KerasHub's own sampler loop), else
-    "setup" (prefill, the draft's initial state, output), or "unknown"."""
-    if not sources:
-        return "unknown"
-    ours = [
-        function
-        for file, function in sources
-        if file.endswith("keras_specdec/rounds.py")
-    ]
-    for function in reversed(ours):  # outermost first
-        if function in PHASES or function == "_propose_block":
-            return "propose" if function == "_propose_block" else function
-    functions = [function.split(".")[-1] for _, function in sources]
-    if any(f in _LOOP_FUNCTIONS for f in functions):
-        return "loop"
-    return "setup"
+    return {
+        name: scope(name, 4) or ("loop" if name in loop_ops else "setup")
+        for name in operands
+    }
 
 
 def _is_op_event(name):
@@ -324,18 +308,17 @@ def trace_phase_seconds(model, inputs, calls=3, stop_token_ids=None, max_length=
     Runs `model.generate(inputs)` once (compile and warm-up), then traces
     `calls` calls with `jax.profiler` and attributes every op event of the
     trace to the phase that emitted it: the compiled HLO of the same program
-    (`compiled_generate_text`) tells each op's source stack (`op_sources`,
-    `phase_of`). Unlike timing each phase in a loop of its own, this times
-    the phases inside the real program: what `propose` and `verify` cost
-    there, and what everything else in a round (acceptance, bookkeeping,
-    buffer copies) costs.
+    (`compiled_generate_text`) tells each op's phase from the named scopes
+    the round code declares (`op_phases`). Unlike timing each phase in a
+    loop of its own, this times the phases inside the real program: what
+    `propose` and `verify` cost there, and what everything else in a round
+    (acceptance, bookkeeping, buffer copies) costs.
 
     Op time is summed over XLA's worker threads and counts only ops (not the
     gaps between them; ops inside a fused kernel count as that kernel, ops
-    inside a loop or conditional as themselves), so
-    the phases add up to about, not exactly, the walltime; the profiler adds
-    ~1 us per op. CPU backend (GPU traces name
-    kernels, not HLO ops).
+    inside a loop or conditional as themselves), so the phases add up to
+    about, not exactly, the walltime; the profiler adds ~1 us per op. CPU
+    backend (GPU traces name kernels, not HLO ops).
 
     Args:
         model: a KerasHub model compiled with its sampler.
@@ -347,10 +330,11 @@ def trace_phase_seconds(model, inputs, calls=3, stop_token_ids=None, max_length=
         max_length: as `generate()` takes it (with a preprocessor).
 
     Returns:
-        `{phase: seconds per call}` for the phases of `phase_of`, plus
-        `"walltime"` (seconds per traced call) and `"matched"` (the fraction
-        of op time whose op the compiled HLO names: near 1 when the trace and
-        the lowered program agree).
+        `{phase: seconds per call}` for the phases of `op_phases` (and
+        "unknown": ops the compiled HLO does not name), plus `"walltime"`
+        (seconds per traced call) and `"matched"` (the fraction of op time
+        whose op the compiled HLO names: near 1 when the trace and the
+        lowered program agree).
     """
     import glob
     import tempfile
@@ -369,7 +353,7 @@ def trace_phase_seconds(model, inputs, calls=3, stop_token_ids=None, max_length=
         preprocessed = model.preprocessor.generate_preprocess(
             inputs, sequence_length=max_length
         )
-    sources = op_sources(compiled_generate_text(model, preprocessed, stop_token_ids))
+    phase_of = op_phases(compiled_generate_text(model, preprocessed, stop_token_ids))
     with tempfile.TemporaryDirectory() as folder:
         with jax.profiler.trace(folder):
             start = time.perf_counter()
@@ -394,9 +378,10 @@ def trace_phase_seconds(model, inputs, calls=3, stop_token_ids=None, max_length=
                     continue  # inside the previous op (a fused kernel's parts)
                 end = event.start_ns + event.duration_ns
                 total += event.duration_ns
-                if event.name in sources:
+                if event.name in phase_of:
                     matched += event.duration_ns
-                phase = phase_of(sources.get(event.name))
+                # An op the compiled HLO does not name: "unknown".
+                phase = phase_of.get(event.name, "unknown")
                 seconds[phase] += event.duration_ns * 1e-9 / calls
     result = dict(seconds)
     result["walltime"] = walltime

@@ -1,5 +1,5 @@
 """Train (or resume training) a small GPT-2 style KerasHub causal LM on a
-token corpus made by ``scripts/prepare_code_corpus.py``.
+token corpus made by ``scripts/data/prepare_code_corpus.py``.
 
 Resumable: every ``--checkpoint-steps`` steps the full model (weights and
 optimizer state) is saved to ``<out>/checkpoint.keras`` with the step count in
@@ -7,13 +7,14 @@ optimizer state) is saved to ``<out>/checkpoint.keras`` with the step count in
 on the same learning-rate schedule. Never run by CI (hours of CPU).
 
 Example (the shipped code pair):
-    python scripts/train_causal.py --data data/code --out /work/ckpt/code_target \\
-        --layers 6 --hidden 256 --heads 4 --total-tokens 30e6
-    python scripts/train_causal.py --data data/code --out /work/ckpt/code_draft \\
-        --layers 2 --hidden 128 --heads 2 --total-tokens 30e6
+    python scripts/training/train_causal.py --data data/code \\
+        --out /work/ckpt/code_target --layers 6 --hidden 256 --heads 4 \\
+        --total-tokens 30e6
+    python scripts/training/train_causal.py --data data/code \\
+        --out /work/ckpt/code_draft --layers 2 --hidden 128 --heads 2 \\
+        --total-tokens 30e6
 """
 
-import argparse
 import json
 import math
 import os
@@ -24,10 +25,12 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
-from training_utils import (  # noqa: E402  (scripts/ is on sys.path)
+from training_utils import (  # noqa: E402  (scripts/training/ is on sys.path)
+    add_run_options,
+    argument_parser,
     calibrate_total_steps,
+    end_chunk,
     restore_optimizer,
-    save_optimizer,
 )
 
 
@@ -87,20 +90,13 @@ def calibrate(model, train, args):
 
 
 def main():
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = argument_parser(__doc__)
     p.add_argument(
         "--data",
         default="data/code",
-        help="The corpus directory of scripts/prepare_code_corpus.py.",
+        help="The corpus directory of scripts/data/prepare_code_corpus.py.",
     )
-    p.add_argument(
-        "--out",
-        required=True,
-        help="The output directory; rerunning the same command resumes from it.",
-    )
+    add_run_options(p)
     p.add_argument("--layers", type=int, default=6, help="Transformer layers.")
     p.add_argument("--hidden", type=int, default=256, help="The model width.")
     p.add_argument("--heads", type=int, default=4, help="Attention heads.")
@@ -128,19 +124,6 @@ def main():
         "schedule's length.",
     )
     p.add_argument(
-        "--checkpoint-steps",
-        type=int,
-        default=200,
-        help="Steps between validations and checkpoints.",
-    )
-    p.add_argument(
-        "--max-minutes",
-        type=float,
-        default=None,
-        help="Stop (after a checkpoint) once this many minutes have passed "
-        "(None: no limit); rerun the same command to resume.",
-    )
-    p.add_argument(
         "--time-budget-minutes",
         type=float,
         default=None,
@@ -150,13 +133,6 @@ def main():
     )
     p.add_argument(
         "--seed", type=int, default=0, help="The seed of weights and windows."
-    )
-    p.add_argument(
-        "--no-checkpoint",
-        action="store_true",
-        help="Write only best.weights.h5 and progress.json, no resumable "
-        "checkpoint.keras / optimizer.npz / final.weights.h5 (for one-shot runs "
-        "on a machine whose disk is gone afterwards: saves time per chunk).",
     )
     p.add_argument(
         "--init-from",
@@ -246,28 +222,7 @@ def main():
             "valid_accuracy": float(val_acc),
             "tokens_per_second": chunk * tokens_per_step / elapsed,
         }
-        progress["history"].append(record)
-        print(json.dumps(record), flush=True)
-        if record["valid_loss"] <= min(r["valid_loss"] for r in progress["history"]):
-            # The lowest validation loss so far: what gets exported.
-            # Backbone only: a task model's save_weights also stores the
-            # optimizer state (3x the size). The LM head is tied, so the
-            # backbone holds every weight.
-            # Written aside and swapped in, so a run killed mid-write keeps
-            # the previous best file whole.
-            tmp = os.path.join(args.out, "best.tmp.weights.h5")
-            model.backbone.save_weights(tmp)
-            os.replace(tmp, os.path.join(args.out, "best.weights.h5"))
-            progress["best"] = record
-        if not args.no_checkpoint:
-            model.save(ckpt + ".tmp.keras")
-            os.replace(ckpt + ".tmp.keras", ckpt)
-            save_optimizer(model, optimizer_path)
-        with open(progress_path + ".tmp", "w") as f:
-            json.dump(progress, f, indent=1)
-        os.replace(progress_path + ".tmp", progress_path)
-        if args.max_minutes and time.time() - start_time > 60 * args.max_minutes:
-            print("time budget reached; rerun the same command to resume")
+        if end_chunk(model, record, progress, args, start_time):
             break
     if not args.no_checkpoint:
         model.save_weights(os.path.join(args.out, "final.weights.h5"))

@@ -1,6 +1,6 @@
 """Export trained checkpoints as KerasHub presets shipped in the package.
 
-    python scripts/export_pair.py --data data/code \\
+    python scripts/training/export_pair.py --data data/code \\
         --target /work/ckpt/code_target --draft /work/ckpt/code_draft \\
         --out keras_specdec/pairs/code
 
@@ -8,20 +8,19 @@ Each model is saved with `save_to_preset` together with a GPT-2 style
 tokenizer and preprocessor, so `keras_hub.models.CausalLM.from_preset(path)`
 loads it offline. The weights file is stored in float16 (half the size;
 `config.json` keeps the float32 dtype policy, so the loaded model is float32,
-checked after the export: see `scripts/float16_weights.py`). Training
+checked after the export: see `scripts/training/float16_weights.py`). Training
 progress is recorded in `<out>/training.json`.
 """
 
-import argparse
 import json
 import os
-import shutil
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
-from float16_weights import exported_record, store_preset_float16  # noqa: E402  (scripts/ on sys.path)
+from float16_weights import export_preset, exported_record  # noqa: E402  (scripts/training/ on sys.path)
+from training_utils import argument_parser  # noqa: E402  (scripts/training/ is on sys.path)
 
 
 def load_trained(ckpt_dir, vocab_size):
@@ -48,25 +47,24 @@ def load_trained(ckpt_dir, vocab_size):
 
 
 def main():
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = argument_parser(__doc__)
     p.add_argument(
         "--data",
         default="data/code",
-        help="The corpus directory of scripts/prepare_code_corpus.py (its "
+        help="The corpus directory of scripts/data/prepare_code_corpus.py (its "
         "vocabulary.json and merges.txt become the presets' tokenizer).",
     )
     p.add_argument(
         "--target",
         required=True,
-        help="The target's training output directory (scripts/train_causal.py --out).",
+        help="The target's training output directory "
+        "(scripts/training/train_causal.py --out).",
     )
     p.add_argument(
         "--draft",
         required=True,
-        help="The draft's training output directory (scripts/train_causal.py --out).",
+        help="The draft's training output directory "
+        "(scripts/training/train_causal.py --out).",
     )
     p.add_argument(
         "--out",
@@ -98,12 +96,9 @@ def main():
         lm = keras_hub.models.GPT2CausalLM(
             backbone=model.backbone, preprocessor=preprocessor
         )
-        out = os.path.join(args.out, role)
-        shutil.rmtree(out, ignore_errors=True)
-        lm.save_to_preset(out)
-        weights_storage = store_preset_float16(out, lm, keras_hub.models.CausalLM)
-        with open(os.path.join(ckpt_dir, "progress.json")) as f:
-            progress = json.load(f)
+        weights_storage, progress = export_preset(
+            lm, os.path.join(args.out, role), keras_hub.models.CausalLM, ckpt_dir
+        )
         summary[role] = {
             "parameters": int(model.count_params()),
             "config": {k: progress["args"][k] for k in ("layers", "hidden", "heads")},

@@ -1,10 +1,10 @@
 """Export trained T5 checkpoints as KerasHub presets shipped in the package.
 
-    python scripts/export_t5_pair.py --data data/ende \\
+    python scripts/training/export_t5_pair.py --data data/ende \\
         --target /work/ckpt/ende_target --draft /work/ckpt/ende_draft \\
         --out keras_specdec/pairs/ende --bleu-json bleu.json
 
-``--target`` / ``--draft`` are `scripts/train_t5.py` output dirs
+``--target`` / ``--draft`` are `scripts/training/train_t5.py` output dirs
 (``checkpoint.keras`` + ``progress.json``). Each backbone is saved with
 `save_to_preset` together with a SentencePiece `T5Tokenizer` (``spm.model``)
 and a `T5Seq2SeqLMPreprocessor` (encoder and decoder sequence length 64), so
@@ -12,17 +12,15 @@ and a `T5Seq2SeqLMPreprocessor` (encoder and decoder sequence length 64), so
 ``generate({"encoder_text": [...], "decoder_text": [""]})`` translates. The
 weights file is stored in float16 (half the size; `config.json` keeps the
 float32 dtype policy, so the loaded model is float32, checked after the
-export: see `scripts/float16_weights.py`). The
+export: see `scripts/training/float16_weights.py`). The
 first ``--held-out`` lines of the test split are copied to
 ``<out>/test.{en,de}`` (read by `keras_specdec.pairs.held_out_pairs`), and
-training progress (plus BLEU from ``scripts/eval_bleu.py --json-out``) is
+training progress (plus BLEU from ``scripts/comparison/eval_bleu.py --json-out``) is
 recorded in ``<out>/training.json``.
 """
 
-import argparse
 import json
 import os
-import shutil
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -31,30 +29,30 @@ import keras_hub  # noqa: E402
 CONFIG_KEYS = ("layers", "hidden", "heads", "intermediate", "key_value_dim", "dropout")
 
 
-from float16_weights import exported_record, store_preset_float16  # noqa: E402  (scripts/ on sys.path)
+from float16_weights import export_preset, exported_record  # noqa: E402  (scripts/training/ on sys.path)
 from train_t5 import load_trained  # noqa: E402  (also silences T5's mask warning)
+from training_utils import argument_parser  # noqa: E402  (scripts/training/ is on sys.path)
 
 
 def main():
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = argument_parser(__doc__)
     p.add_argument(
         "--data",
         default="data/ende",
-        help="The corpus directory of scripts/prepare_ende_corpus.py (spm.model "
+        help="The corpus directory of scripts/data/prepare_ende_corpus.py (spm.model "
         "and the test split's text files).",
     )
     p.add_argument(
         "--target",
         required=True,
-        help="The target's training output directory (scripts/train_t5.py --out).",
+        help="The target's training output directory "
+        "(scripts/training/train_t5.py --out).",
     )
     p.add_argument(
         "--draft",
         required=True,
-        help="The draft's training output directory (scripts/train_t5.py --out).",
+        help="The draft's training output directory "
+        "(scripts/training/train_t5.py --out).",
     )
     p.add_argument(
         "--out",
@@ -70,8 +68,8 @@ def main():
     p.add_argument(
         "--bleu-json",
         default=None,
-        help="A results file of scripts/eval_bleu.py --json-out to record in "
-        "training.json.",
+        help="A results file of scripts/comparison/eval_bleu.py --json-out to "
+        "record in training.json.",
     )
     p.add_argument(
         "--held-out",
@@ -101,12 +99,9 @@ def main():
         lm = keras_hub.models.T5Seq2SeqLM(
             backbone=model.backbone, preprocessor=preprocessor
         )
-        out = os.path.join(args.out, role)
-        shutil.rmtree(out, ignore_errors=True)
-        lm.save_to_preset(out)
-        weights_storage = store_preset_float16(out, lm, keras_hub.models.Seq2SeqLM)
-        with open(os.path.join(ckpt_dir, "progress.json")) as f:
-            progress = json.load(f)
+        weights_storage, progress = export_preset(
+            lm, os.path.join(args.out, role), keras_hub.models.Seq2SeqLM, ckpt_dir
+        )
         summary[role] = {
             "parameters": int(model.count_params()),
             "config": {k: progress["args"].get(k) for k in CONFIG_KEYS},

@@ -1,12 +1,12 @@
 """Greedy-decode a split of a sentence-pair corpus with a T5 pair and report
 sacreBLEU, optionally also through `keras_specdec.SpeculativeSampler`.
 
-    python scripts/eval_bleu.py --target keras_specdec/pairs/ende/target \\
+    python scripts/comparison/eval_bleu.py --target keras_specdec/pairs/ende/target \\
         --draft keras_specdec/pairs/ende/draft --data data/ende --split test \\
         --num 2000 --batch-size 64 --speculative --gamma 4 --json-out bleu.json
 
 ``--target`` / ``--draft`` are exported preset dirs (``save_to_preset``) or
-training checkpoint dirs of ``scripts/train_t5.py`` (holding
+training checkpoint dirs of ``scripts/training/train_t5.py`` (holding
 ``checkpoint.keras``). Models run on token arrays (``preprocessor=None``):
 the encoder gets ``<data>/tokens.npz``'s ``<split>_<source>`` rows
 (``[ids..., eos, pad...]``), the decoder prompt is T5's start token alone (the
@@ -20,14 +20,20 @@ and the sampler's statistics (acceptance rate, ...) are reported.
 import argparse
 import json
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+# train_t5.load_trained reads the training checkpoints (scripts/training/).
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "training")
+)
 
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import sentencepiece as spm  # noqa: E402
-from training_utils import ignore_t5_mask_warning  # noqa: E402  (scripts/ on sys.path)
+
+from keras_specdec.model_utils import ignore_t5_mask_warning  # noqa: E402
 
 ignore_t5_mask_warning()
 
@@ -41,7 +47,7 @@ def load_seq2seq(path):
         model.preprocessor = None
         return model
     if os.path.exists(os.path.join(path, "progress.json")):
-        from train_t5 import load_trained  # scripts/ is on sys.path
+        from train_t5 import load_trained  # scripts/training/, see above
 
         return load_trained(path)
     return keras_hub.models.Seq2SeqLM.from_preset(path, preprocessor=None)
@@ -114,7 +120,7 @@ def main():
         "--target",
         required=True,
         help="The target model: an exported preset directory or a training "
-        "checkpoint directory of scripts/train_t5.py.",
+        "checkpoint directory of scripts/training/train_t5.py.",
     )
     p.add_argument(
         "--draft",
@@ -125,7 +131,7 @@ def main():
     p.add_argument(
         "--data",
         default="data/ende",
-        help="The corpus directory written by scripts/prepare_ende_corpus.py "
+        help="The corpus directory written by scripts/data/prepare_ende_corpus.py "
         "(spm.model, tokens.npz and the text files).",
     )
     p.add_argument("--split", default="test", help="The corpus split to decode.")
@@ -159,7 +165,7 @@ def main():
         "--json-out",
         default=None,
         help="Write the results to this JSON file (read by "
-        "scripts/export_t5_pair.py --bleu-json).",
+        "scripts/training/export_t5_pair.py --bleu-json).",
     )
     p.add_argument(
         "--show", type=int, default=3, help="How many example translations to print."

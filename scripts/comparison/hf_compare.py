@@ -13,10 +13,10 @@ steps run in separate processes; each process interleaves its own
 configurations within every repetition (ratios in one run), and `all` runs
 the HF and keras_specdec processes in turn `--rounds` times:
 
-    python scripts/hf_compare.py export --out /tmp/hf_compare     # this venv
+    python scripts/comparison/hf_compare.py export --out /tmp/hfc  # this venv
     HF_PYTHON=/path/to/torch-venv/bin/python \\
-        python scripts/hf_compare.py all --out /tmp/hf_compare     # both, in turn
-    python scripts/hf_compare.py report --out /tmp/hf_compare
+        python scripts/comparison/hf_compare.py all --out /tmp/hfc  # both, in turn
+    python scripts/comparison/hf_compare.py report --out /tmp/hfc
 
 The HF environment needs `torch`, `transformers` and `numpy` only. Greedy
 outputs are compared token by token between the libraries (same weights and
@@ -90,10 +90,10 @@ def prompt_ids(target, args):
     """The benchmark's prompts as the target's preprocessor tokenizes them
     for `generate()` (start token included): one list of ids per prompt."""
     import keras_specdec
-    from keras_specdec import benchmark
+    from keras_specdec.bench.run import truncate_prompts
 
     prompts = keras_specdec.pairs.benchmark_prompts(args.pair)[: args.num_prompts]
-    prompts = benchmark.truncate_prompts(target, prompts, args.prompt_tokens)
+    prompts = truncate_prompts(target, prompts, args.prompt_tokens)
     ids = []
     for prompt in prompts:
         x = target.preprocessor.generate_preprocess(
@@ -325,10 +325,10 @@ def report(args):
         data = json.load(f)
     new_tokens = sum(data["max_length"] - len(ids) for ids in data["ids"])
     lines = [
-        "Measured with `python scripts/hf_compare.py export --out OUT`, "
-        f"`HF_PYTHON=... python scripts/hf_compare.py all --out OUT --rounds "
-        f"{len(results['transformers'])} --repetitions 3`, "
-        "`python scripts/hf_compare.py report --out OUT`.",
+        "Measured with `python scripts/comparison/hf_compare.py export --out "
+        "OUT`, `HF_PYTHON=... python scripts/comparison/hf_compare.py all "
+        f"--out OUT --rounds {len(results['transformers'])} --repetitions 3`, "
+        "`python scripts/comparison/hf_compare.py report --out OUT`.",
         "",
         f"Pair {data['pair']!r}, {len(data['ids'])} prompts, batch 1, "
         f"{new_tokens} new tokens in all (no stop token), greedy. Speedup = "

@@ -6,11 +6,11 @@ own dependencies keras, keras_hub and jax (Apache-2.0), without test suites.
 The exact versions used are recorded in sources.json.
 
 Usage:
-    python scripts/prepare_code_corpus.py --out data/code
+    python scripts/data/prepare_code_corpus.py --out data/code
 
 A bigger corpus with the SAME tokenizer and validation files (so shipped
 models keep working and validation losses stay comparable):
-    python scripts/prepare_code_corpus.py --out data/code_large \
+    python scripts/data/prepare_code_corpus.py --out data/code_large \
         --packages keras keras_hub jax numpy scipy matplotlib \
         --tokenizer-from data/code
 

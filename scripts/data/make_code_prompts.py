@@ -1,6 +1,6 @@
 """Write the code pair's benchmark prompts from its held-out source files.
 
-    python scripts/make_code_prompts.py [--data data/code_large] \
+    python scripts/data/make_code_prompts.py [--data data/code_large] \
         [--out keras_specdec/pairs/code/prompts.json] [--every 4]
 
 For each validation file of the code corpus (never trained on; read from this
@@ -44,7 +44,7 @@ def main():
     p.add_argument(
         "--data",
         default="data/code_large",
-        help="The corpus directory of scripts/prepare_code_corpus.py whose "
+        help="The corpus directory of scripts/data/prepare_code_corpus.py whose "
         "sources.json lists the validation files.",
     )
     p.add_argument(

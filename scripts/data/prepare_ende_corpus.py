@@ -6,7 +6,7 @@ gettext catalogues already installed under /usr/share/locale/de. No other
 network access is needed.
 
 Usage:
-    python scripts/prepare_ende_corpus.py --out data/ende [--vocab-size 4000]
+    python scripts/data/prepare_ende_corpus.py --out data/ende [--vocab-size 4000]
 
 Sources, in priority order (English-side dedupe keeps the first occurrence),
 with licences (exact package versions are recorded in ``sources.json``):

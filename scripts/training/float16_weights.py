@@ -1,6 +1,7 @@
 """Store a Keras ``.weights.h5`` file's float32 weights as float16 on disk.
 
-    python scripts/float16_weights.py keras_specdec/pairs/code/*/model.weights.h5
+    python scripts/training/float16_weights.py \\
+        keras_specdec/pairs/code/*/model.weights.h5
 
 The shipped presets keep their float32 dtype policy in ``config.json``: Keras
 builds float32 variables and `Variable.assign` casts each float16 dataset to
@@ -10,7 +11,9 @@ the package's model files. `check_loaded` verifies exactly that for a model
 loaded from such a file.
 """
 
+import json
 import os
+import shutil
 
 import h5py
 import numpy as np
@@ -99,6 +102,22 @@ def store_preset_float16(preset_dir, task, task_cls):
     assert loaded.dtype_policy.name == "float32", loaded.dtype_policy
     check_loaded(original, loaded)
     return WEIGHTS_STORAGE
+
+
+def export_preset(task, out, task_cls, ckpt_dir):
+    """Save `task` as a preset in `out` (replacing what is there), its
+    weights in float16 (`store_preset_float16`), and read the progress.json
+    of the training output dir `ckpt_dir` it came from.
+
+    Returns:
+        `(weights_storage, progress)` for training.json.
+    """
+    shutil.rmtree(out, ignore_errors=True)
+    task.save_to_preset(out)
+    weights_storage = store_preset_float16(out, task, task_cls)
+    with open(os.path.join(ckpt_dir, "progress.json")) as f:
+        progress = json.load(f)
+    return weights_storage, progress
 
 
 def exported_record(ckpt_dir, progress):

@@ -7,13 +7,13 @@
 #   mkdir -p carry
 #   tar cJf carry/code_large.tar.xz -C data code_large/{train.npy,valid.npy,vocabulary.json,merges.txt}
 #   tar cJf carry/ende.tar.xz -C data ende/{tokens.npz,spm.model,spm.vocab}
-#   python scripts/token_benchmark.py --write-prompts carry/prompts.json
+#   python -m keras_specdec.bench --pair code --write-prompts carry/prompts.json
 # Writes to $OUT: the run log, ck.tar.part* (best backbone weights, progress
 # and log tails of each run; `cat ck.tar.part* | tar x` restores ck/; fetch
 # them in the same call: the next call's tree no longer has ck/), and the GPU
 # benchmark of the new code pair.
 #
-#   BUDGET=5.5 OUT=/tmp/out bash scripts/device_train.sh
+#   BUDGET=5.5 OUT=/tmp/out bash scripts/training/device_train.sh
 #
 # The shipped code pair and ende target came from one call (405 s on an
 # H200; carry/ende_shipped_target holds the previous ende target's backbone
@@ -73,29 +73,29 @@ run() {  # name, command...
 }
 pids=()
 if [ -f data/code_large/train.npy ]; then
-  run code_target python3 scripts/train_causal.py --data data/code_large \
+  run code_target python3 scripts/training/train_causal.py --data data/code_large \
     --out ck/code_target ${CODE_TARGET_FLAGS:---layers 6 --hidden 256 --heads 4 --dropout 0.1 --batch-size 64 --checkpoint-steps 500} \
     --no-checkpoint --time-budget-minutes "${CODE_TARGET_BUDGET:-$BUDGET}" --max-minutes "$MAX_MINUTES" &
   pids+=($!)
   if [ -z "${SKIP_CODE_DRAFT:-}" ]; then
-    run code_draft python3 scripts/train_causal.py --data data/code_large \
+    run code_draft python3 scripts/training/train_causal.py --data data/code_large \
       --out ck/code_draft ${CODE_DRAFT_FLAGS:---layers 2 --hidden 128 --heads 2 --batch-size 64 --checkpoint-steps 500} \
       --no-checkpoint --time-budget-minutes "${CODE_DRAFT_BUDGET:-$BUDGET}" --max-minutes "$MAX_MINUTES" &
     pids+=($!)
   fi
 fi
 if [ -f data/ende/tokens.npz ]; then
-  run ende_target python3 scripts/train_t5.py --data data/ende \
+  run ende_target python3 scripts/training/train_t5.py --data data/ende \
     --out ck/ende_target ${T5_TARGET_FLAGS:---layers 3 --hidden 192 --heads 4 --intermediate 384 --batch-size 128 --lr 5e-3 --checkpoint-steps 500} \
     --no-checkpoint --time-budget-minutes "${T5_TARGET_BUDGET:-$BUDGET}" --max-minutes "$MAX_MINUTES" &
   pids+=($!)
   if [ -n "${T5_TARGET2_FLAGS:-}" ]; then
-    run ende_target2 python3 scripts/train_t5.py --data data/ende \
+    run ende_target2 python3 scripts/training/train_t5.py --data data/ende \
       --out ck/ende_target2 $T5_TARGET2_FLAGS \
       --no-checkpoint --time-budget-minutes "${T5_TARGET2_BUDGET:-$BUDGET}" --max-minutes "$MAX_MINUTES" &
     pids+=($!)
   fi
-  run ende_draft python3 scripts/train_t5.py --data data/ende \
+  run ende_draft python3 scripts/training/train_t5.py --data data/ende \
     --out ck/ende_draft ${T5_DRAFT_FLAGS:---layers 1 --hidden 128 --heads 2 --intermediate 256 --dropout 0.0 --batch-size 128 --lr 5e-3 --checkpoint-steps 500} \
     --no-checkpoint --time-budget-minutes "${T5_DRAFT_BUDGET:-$BUDGET}" --max-minutes "$MAX_MINUTES" &
   pids+=($!)
@@ -107,14 +107,14 @@ for d in ck/*/; do tail -n 3 "$d/train.log"; done
 # Weights-only files come back first (checkpoint.keras also holds optimizer
 # state); best.weights.h5 is the lowest validation loss of each run.
 for d in ck/*/; do tail -n 40 "$d/train.log" > "$d/train_tail.log"; done
-[ -z "${KEEP_FLOAT32:-}" ] && python3 scripts/float16_weights.py ck/*/best.weights.h5
+[ -z "${KEEP_FLOAT32:-}" ] && python3 scripts/training/float16_weights.py ck/*/best.weights.h5
 tar cf - ck/*/best.weights.h5 ck/*/progress.json ck/*/train_tail.log 2>/dev/null \
   | split -b 15M - "$OUT/ck.tar.part"
 ls -la "$OUT"
 
 if [ -z "${NO_BENCH:-}" ] && [ -f ck/code_target/best.weights.h5 ] && [ -f ck/code_draft/best.weights.h5 ]; then
-  timeout "${BENCH_SECONDS:-100}" python3 scripts/token_benchmark.py \
-    --prompts carry/prompts.json \
+  timeout "${BENCH_SECONDS:-100}" python3 -m keras_specdec.bench --pair code \
+    --prompts carry/prompts.json --cost-repetitions 50 \
     --target-weights ck/code_target/best.weights.h5 \
     --draft-weights ck/code_draft/best.weights.h5 \
     --gammas ${BENCH_GAMMAS:-1 2 4 6} --temperatures 0 1 --repetitions 2 \

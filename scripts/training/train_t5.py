@@ -1,5 +1,5 @@
 """Train (or resume training) a small T5 (v1.1 style) KerasHub encoder-decoder
-on a sentence-pair corpus made by ``scripts/prepare_ende_corpus.py``.
+on a sentence-pair corpus made by ``scripts/data/prepare_ende_corpus.py``.
 
 The corpus is ``<data>/tokens.npz`` with uint16 arrays ``train_en``,
 ``train_de``, ``valid_en``, ``valid_de`` (each ``(N, L)``: sentencepiece ids,
@@ -54,9 +54,9 @@ trained with it; growing from a trained model and short fine-tuning are fine
 with it); a resumed run keeps the optimizer it started with.
 
 Example (English to German):
-    python scripts/train_t5.py --data data/ende --out /work/ckpt/ende_target \\
+    python scripts/training/train_t5.py --data data/ende --out /work/ckpt/ende_target \\
         --layers 3 --hidden 256 --heads 4 --intermediate 512 --total-steps 20000
-    python scripts/train_t5.py --data data/ende --out /work/ckpt/ende_draft \\
+    python scripts/training/train_t5.py --data data/ende --out /work/ckpt/ende_draft \\
         --layers 1 --hidden 128 --heads 2 --intermediate 256 --total-steps 20000
 """
 
@@ -71,11 +71,13 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
-from training_utils import (  # noqa: E402  (scripts/ is on sys.path)
+from training_utils import (  # noqa: E402  (scripts/training/ is on sys.path)
+    add_run_options,
+    argument_parser,
     calibrate_total_steps,
+    end_chunk,
     ignore_t5_mask_warning,
     restore_optimizer,
-    save_optimizer,
 )
 
 ignore_t5_mask_warning()
@@ -241,20 +243,13 @@ def calibrate(model, train_src, train_tgt, args):
 
 
 def main():
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = argument_parser(__doc__)
     p.add_argument(
         "--data",
         default="data/ende",
-        help="The corpus directory of scripts/prepare_ende_corpus.py.",
+        help="The corpus directory of scripts/data/prepare_ende_corpus.py.",
     )
-    p.add_argument(
-        "--out",
-        required=True,
-        help="The output directory; rerunning the same command resumes from it.",
-    )
+    add_run_options(p)
     p.add_argument("--source", default="en", help="The source language suffix.")
     p.add_argument("--target", default="de", help="The target language suffix.")
     p.add_argument(
@@ -321,23 +316,10 @@ def main():
         "relative position buckets let the model decode longer outputs).",
     )
     p.add_argument(
-        "--checkpoint-steps",
-        type=int,
-        default=200,
-        help="Steps between validations and checkpoints.",
-    )
-    p.add_argument(
         "--valid-num",
         type=int,
         default=1000,
         help="Validation pairs used for the validation loss.",
-    )
-    p.add_argument(
-        "--max-minutes",
-        type=float,
-        default=None,
-        help="Stop (after a checkpoint) once this many minutes have passed "
-        "(None: no limit); rerun the same command to resume.",
     )
     p.add_argument(
         "--time-budget-minutes",
@@ -355,13 +337,6 @@ def main():
     )
     p.add_argument(
         "--seed", type=int, default=0, help="The seed of weights and batches."
-    )
-    p.add_argument(
-        "--no-checkpoint",
-        action="store_true",
-        help="Write only best.weights.h5 and progress.json, no resumable "
-        "checkpoint.keras / optimizer.npz / final.weights.h5 (for one-shot runs "
-        "on a machine whose disk is gone afterwards: saves time per chunk).",
     )
     args = p.parse_args()
     if args.intermediate is None:
@@ -483,28 +458,7 @@ def main():
             "valid_accuracy": float(val["accuracy"]),
             "tokens_per_second": chunk_tokens / elapsed,
         }
-        progress["history"].append(record)
-        print(json.dumps(record), flush=True)
-        if record["valid_loss"] <= min(r["valid_loss"] for r in progress["history"]):
-            # The lowest validation loss so far: what gets exported.
-            # Backbone only: a task model's save_weights also stores the
-            # optimizer state (3x the size). The LM head is tied, so the
-            # backbone holds every weight.
-            # Written aside and swapped in, so a run killed mid-write keeps
-            # the previous best file whole.
-            tmp = os.path.join(args.out, "best.tmp.weights.h5")
-            model.backbone.save_weights(tmp)
-            os.replace(tmp, os.path.join(args.out, "best.weights.h5"))
-            progress["best"] = record
-        if not args.no_checkpoint:
-            model.save(ckpt + ".tmp.keras")
-            os.replace(ckpt + ".tmp.keras", ckpt)
-            save_optimizer(model, optimizer_path)
-        with open(progress_path + ".tmp", "w") as f:
-            json.dump(progress, f, indent=1)
-        os.replace(progress_path + ".tmp", progress_path)
-        if args.max_minutes and time.time() - start_time > 60 * args.max_minutes:
-            print("time budget reached; rerun the same command to resume")
+        if end_chunk(model, record, progress, args, start_time):
             break
     if not args.no_checkpoint:
         model.save_weights(os.path.join(args.out, "final.weights.h5"))

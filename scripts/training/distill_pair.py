@@ -6,7 +6,7 @@ Training data (never the held-out files / sentences):
   tokenised with the pair's tokenizer, skipping the files the held-out
   prompts come from (teacher forcing on code the target was trained on).
 - ``ende``: the target's own greedy translations of English sentences from
-  ``scripts/prepare_ende_corpus.py``'s ``train.en`` (``--ende-data``).
+  ``scripts/data/prepare_ende_corpus.py``'s ``train.en`` (``--ende-data``).
 
 Held-out inputs (alpha is estimated on them by teacher forcing, at
 temperature 0 and 1):
@@ -25,13 +25,12 @@ backup; continue it with ``--draft <out>/draft``). The data is cached in
 ``<out>/data.npz`` and reused by a rerun.
 
 Example:
-    nice -n 10 python scripts/distill_pair.py --pair code --out /tmp/d/code \\
+    nice -n 10 python scripts/training/distill_pair.py --pair code --out /tmp/d/code \\
         --minutes 5
-    nice -n 10 python scripts/distill_pair.py --pair ende --out /tmp/d/ende \\
+    nice -n 10 python scripts/training/distill_pair.py --pair ende --out /tmp/d/ende \\
         --ende-data data/ende --minutes 5
 """
 
-import argparse
 import json
 import os
 import sys
@@ -42,6 +41,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from training_utils import argument_parser  # noqa: E402  (scripts/training/ is on sys.path)
 
 from keras_specdec import analysis, distill, pairs  # noqa: E402
 
@@ -95,10 +95,7 @@ def generations(target, prompts, sampler, max_length, seed):
 
 
 def main():
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = argument_parser(__doc__)
     p.add_argument(
         "--pair",
         choices=["code", "ende"],
@@ -168,7 +165,7 @@ def main():
     p.add_argument(
         "--ende-data",
         default="data/ende",
-        help="Folder with train.en from scripts/prepare_ende_corpus.py (ende "
+        help="Folder with train.en from scripts/data/prepare_ende_corpus.py (ende "
         "pair only).",
     )
     p.add_argument(
