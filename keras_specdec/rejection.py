@@ -15,10 +15,52 @@ Two pieces:
   accepted draw the *bonus* token from p_{gamma+1}.
 """
 
+import keras_hub
 from keras import ops, random
 from keras_hub.samplers import GreedySampler, RandomSampler, TopKSampler, TopPSampler
 
 SUPPORTED_BASE_SAMPLERS = (GreedySampler, RandomSampler, TopKSampler, TopPSampler)
+
+
+def get_base_sampler(base_sampler):
+    """The KerasHub sampler instance whose distribution speculative decoding
+    preserves, from a name, a config dict or an instance.
+
+    Args:
+        base_sampler: `"greedy"`, `"random"`, `"top_k"`, `"top_p"`, a config
+            dict, or an instance of `GreedySampler`, `RandomSampler`,
+            `TopKSampler` or `TopPSampler` (not a subclass that overrides how
+            it picks tokens).
+
+    Returns:
+        The sampler instance.
+
+    Raises:
+        ValueError: for any other sampler (beam, contrastive, a subclass
+            with its own `get_next_token` / `compute_probabilities`).
+
+    >>> type(get_base_sampler("top_k")).__name__
+    'TopKSampler'
+    """
+    if isinstance(base_sampler, (str, dict)):
+        base_sampler = keras_hub.samplers.get(base_sampler)
+    for cls in SUPPORTED_BASE_SAMPLERS:
+        if isinstance(base_sampler, cls):
+            overridden = (
+                type(base_sampler).get_next_token is not cls.get_next_token
+                or type(base_sampler).compute_probabilities
+                is not cls.compute_probabilities
+            )
+            if not overridden:
+                return base_sampler
+    raise ValueError(
+        "`base_sampler` must be one of 'greedy', 'random', 'top_k', 'top_p' "
+        "(or an instance of GreedySampler, RandomSampler, TopKSampler, "
+        "TopPSampler), whose next-token distribution speculative decoding "
+        f"can preserve exactly; got {base_sampler!r}. Beam and contrastive "
+        "search pick tokens from several candidates and cannot be verified "
+        "token by token."
+    )
 
 
 def is_greedy(base_sampler):

@@ -44,7 +44,7 @@ import jax
 from keras import ops
 from keras_hub.src.utils.tensor_utils import any_equal
 
-from keras_specdec import analysis, model_utils, rejection
+from keras_specdec import model_utils, rejection, theory
 
 
 class SpeculativeStats(NamedTuple):
@@ -621,7 +621,7 @@ class HeuristicSchedule:
 
 class TheoremSchedule:
     """The gamma among `candidates` that maximises Theorem 3.8 (with the
-    verify cost v, `analysis.expected_speedup_with_verify_cost`) for the
+    verify cost v, `theory.expected_speedup_with_verify_cost`) for the
     running acceptance rate: (accepted + 1) / (judged + 2) over `prior`
     (earlier calls) and this call's counters, a uniform prior."""
 
@@ -640,7 +640,7 @@ class TheoremSchedule:
             ops.cast(totals.draft_tokens, "float32") + 2.0
         )
         alpha = ops.minimum(alpha, 1.0 - 1e-6)
-        speedup = analysis.expected_speedup_with_verify_cost(
+        speedup = theory.expected_speedup_with_verify_cost(
             alpha,
             ops.convert_to_tensor(self.candidates, "float32"),
             self.cost_coefficient,

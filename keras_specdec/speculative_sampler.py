@@ -219,7 +219,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                     "range(1, 9))`."
                 )
         self.verify_costs = verify_costs
-        self.base_sampler = _get_base_sampler(base_sampler)
+        self.base_sampler = rejection.get_base_sampler(base_sampler)
         if seed is None:
             seed = getattr(self.base_sampler, "seed", None)
         self.seed = seed
@@ -646,24 +646,3 @@ def _proposes_fewer(draft):
         and type(draft).max_proposals is not Draft.max_proposals
     )
 
-
-def _get_base_sampler(base_sampler):
-    if isinstance(base_sampler, (str, dict)):
-        base_sampler = keras_hub.samplers.get(base_sampler)
-    for cls in rejection.SUPPORTED_BASE_SAMPLERS:
-        if isinstance(base_sampler, cls):
-            overridden = (
-                type(base_sampler).get_next_token is not cls.get_next_token
-                or type(base_sampler).compute_probabilities
-                is not cls.compute_probabilities
-            )
-            if not overridden:
-                return base_sampler
-    raise ValueError(
-        "`base_sampler` must be one of 'greedy', 'random', 'top_k', 'top_p' "
-        "(or an instance of GreedySampler, RandomSampler, TopKSampler, "
-        "TopPSampler), whose next-token distribution speculative decoding "
-        f"can preserve exactly; got {base_sampler!r}. Beam and contrastive "
-        "search pick tokens from several candidates and cannot be verified "
-        "token by token."
-    )

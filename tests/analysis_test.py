@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tiny_models import noisy_copy, seq2seq_inputs, tiny_causal_lm, tiny_seq2seq_lm
 
-from keras_specdec import analysis
+from keras_specdec import analysis, measure
 
 
 def test_expected_tokens_per_step_is_a_truncated_geometric_sum():
@@ -91,7 +91,7 @@ def test_median_seconds_times_each_call_in_turn_after_warmup():
 
 def test_median_seconds_is_the_median(monkeypatch):
     clock = iter([0.0, 1.0, 10.0, 13.0, 20.0, 22.0])  # calls of 1, 3 and 2 s
-    monkeypatch.setattr(analysis.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
     assert analysis.median_seconds(lambda: None, 3, warmup=0) == 2.0
 
 
