@@ -1,30 +1,14 @@
 """`SpeculativeSampler`: exact speculative decoding inside `generate()`."""
 
-import copy
-import math
-import numbers
-
 import keras
 import keras_hub
-import numpy as np
 from keras import ops, random
 
-from keras_specdec import model_utils, rejection, rounds
+from keras_specdec import model_utils, rejection, rounds, sampler_config
 from keras_specdec.drafts import Draft
 
 # Order of the counters in the `stats` variable (`rounds.SpeculativeStats`).
 STAT_NAMES = rounds.SpeculativeStats._fields
-
-
-NEEDS_A_DRAFT = (
-    "`SpeculativeSampler` needs a draft: "
-    "`target.compile(sampler=keras_specdec.SpeculativeSampler(draft=...))` with "
-    "a KerasHub model, a preset name or path, or a `keras_specdec.drafts.Draft`. "
-    'A sampler name alone (`compile(sampler="speculative_decoding")`) cannot '
-    "carry the draft; the name is for configs: `keras_hub.samplers.get("
-    '{"class_name": "speculative_decoding", "config": {"draft": '
-    '"<preset name or path>", ...}})`.'
-)
 
 
 class _NameOnly:
@@ -33,7 +17,7 @@ class _NameOnly:
     class itself (a name resolves to the class); iterating it explains."""
 
     def __iter__(self):
-        raise ValueError(NEEDS_A_DRAFT)
+        raise ValueError(sampler_config.NEEDS_A_DRAFT)
 
 
 class _instance_property(property):
@@ -160,101 +144,29 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         verify_costs=None,
         **kwargs,
     ):
-        if draft is None:
-            raise ValueError(NEEDS_A_DRAFT)
-        if "temperature" in kwargs:
-            raise ValueError(
-                "`SpeculativeSampler` takes no `temperature`: set it on the "
-                "base sampler, e.g. `base_sampler=keras_hub.samplers."
-                "RandomSampler(temperature=0.7)`."
-            )
+        config = sampler_config.resolve(
+            draft,
+            num_speculative_tokens,
+            base_sampler,
+            max_speculative_tokens,
+            gamma_schedule,
+            cost_coefficient,
+            verify_costs,
+            sampler_kwargs=kwargs,
+        )
         super().__init__(**kwargs)
-        if keras.config.backend() != "jax":
-            raise ValueError(
-                "`keras_specdec.SpeculativeSampler` runs on the JAX backend, "
-                f"but the Keras backend is `{keras.config.backend()}`. Set "
-                "`KERAS_BACKEND=jax` before importing keras."
-            )
-
-        num_speculative_tokens = _check_gamma(
-            num_speculative_tokens, "num_speculative_tokens", allow_auto=True
-        )
-        max_speculative_tokens = _check_gamma(
-            max_speculative_tokens, "max_speculative_tokens"
-        )
-        if gamma_schedule not in ("theorem", "heuristic"):
-            raise ValueError(
-                '`gamma_schedule` must be "theorem" (maximise Theorem 3.8 for '
-                'the running alpha) or "heuristic" (HF\'s +2 / -1 schedule), '
-                f"got {gamma_schedule!r}."
-            )
-        if cost_coefficient is not None:
-            if (
-                not isinstance(cost_coefficient, numbers.Real)
-                or isinstance(cost_coefficient, bool)
-                or not math.isfinite(cost_coefficient)
-                or cost_coefficient < 0
-            ):
-                raise ValueError(
-                    "`cost_coefficient` must be a number c >= 0, c = time(draft "
-                    "step) / time(target step), e.g. from "
-                    "`keras_specdec.analysis.measure_cost_coefficient(target, "
-                    f"draft)`; got {cost_coefficient!r}."
-                )
-            cost_coefficient = float(cost_coefficient)
-        self.num_speculative_tokens = num_speculative_tokens
-        self.max_speculative_tokens = max_speculative_tokens
-        self.gamma_schedule = gamma_schedule
-        self.cost_coefficient = cost_coefficient
-        if verify_costs is not None:
-            try:
-                verify_costs = {int(g): float(v) for g, v in dict(verify_costs).items()}
-            except (TypeError, ValueError):
-                verify_costs = None
-            if not verify_costs or min(verify_costs.values()) <= 0:
-                raise ValueError(
-                    "`verify_costs` must map gamma (int) to v > 0, the time of a "
-                    "gamma + 1 token verify pass over one target step, e.g. "
-                    "`keras_specdec.analysis.measure_verify_costs(target, "
-                    "range(1, 9))`."
-                )
-        self.verify_costs = verify_costs
-        self.base_sampler = rejection.get_base_sampler(base_sampler)
+        draft = config.draft
+        self._draft_preset = config.draft_preset
+        self.num_speculative_tokens = config.num_speculative_tokens
+        self.max_speculative_tokens = config.max_speculative_tokens
+        self.gamma_schedule = config.gamma_schedule
+        self.cost_coefficient = config.cost_coefficient
+        self.verify_costs = config.verify_costs
+        self.base_sampler = config.base_sampler
         if seed is None:
             seed = getattr(self.base_sampler, "seed", None)
         self.seed = seed
         self.seed_generator = random.SeedGenerator(seed)
-
-        # A preset name or path round-trips by name; a model-free draft by
-        # its config (which holds its arrays). A model's config holds no
-        # weights: it is refused rather than rebuilt with random weights.
-        self._draft_preset = draft if isinstance(draft, str) else None
-        if isinstance(draft, str):
-            draft = model_utils.load_causal_lm(draft)
-        elif isinstance(draft, dict):
-            draft = _deserialize_draft(draft)
-        if not isinstance(draft, (keras_hub.models.CausalLM, Draft)):
-            raise ValueError(
-                "`draft` must be a KerasHub `CausalLM` or `Seq2SeqLM` (or a "
-                "preset name or path for one), or a `keras_specdec.drafts.Draft`"
-                f", got {type(draft).__name__}."
-            )
-        model_utils.check_rollback(draft, "draft")
-        if (
-            num_speculative_tokens == "auto"
-            and gamma_schedule == "theorem"
-            and cost_coefficient is None
-        ):
-            if not isinstance(draft, Draft):
-                raise ValueError(
-                    '`num_speculative_tokens="auto"` with the "theorem" '
-                    "schedule needs the draft's cost coefficient c = time(draft "
-                    "step) / time(target step). Measure it once with "
-                    "`keras_specdec.analysis.measure_cost_coefficient(target, "
-                    "draft)` and pass `cost_coefficient=c`, or use "
-                    '`gamma_schedule="heuristic"`.'
-                )
-            self.cost_coefficient = 0.0  # a model-free draft costs ~nothing
         if model_utils.is_seq2seq(draft):
             model_utils.publish_generate_inputs(type(draft))
         self.draft = draft
@@ -605,44 +517,9 @@ REGISTERED_ALIAS = "speculative_decoding"
 keras.saving.get_custom_objects()[REGISTERED_ALIAS] = SpeculativeSampler
 
 
-def _check_gamma(value, name, allow_auto=False):
-    """An int >= 1 (Python or numpy integer, not bool), or "auto"."""
-    if allow_auto and isinstance(value, str) and value == "auto":
-        return value
-    if (
-        isinstance(value, numbers.Integral)
-        and not isinstance(value, (bool, np.bool_))
-        and value >= 1
-    ):
-        return int(value)
-    auto = ' or "auto"' if allow_auto else ""
-    raise ValueError(f"`{name}` must be an int >= 1{auto}, got {value!r}.")
-
-
-def _deserialize_draft(config):
-    """A draft from its Keras config: model-free drafts only.
-
-    A model's config describes its layers but holds no weights, so rebuilding
-    it would give a randomly initialised draft (alpha ~ 0) without a word.
-    """
-    name = config.get("registered_name") or config.get("class_name")
-    cls = keras.saving.get_registered_object(name)
-    if isinstance(cls, type) and issubclass(cls, Draft):
-        return keras.saving.deserialize_keras_object(copy.deepcopy(config))
-    raise ValueError(
-        f"The sampler config's `draft` is the config of a `{name}` model, "
-        "which holds no weights: rebuilding it would give a draft with random "
-        "weights. Pass the draft model itself, e.g. "
-        "`SpeculativeSampler.from_config({**config, 'draft': draft_model})`, or "
-        "save it once with `draft_model.save_to_preset(path)` and build the "
-        "sampler with `draft=path` (a preset name or path round-trips by name)."
-    )
-
-
 def _proposes_fewer(draft):
     """Whether `draft` overrides `Draft.max_proposals`."""
     return (
         isinstance(draft, Draft)
         and type(draft).max_proposals is not Draft.max_proposals
     )
-
