@@ -346,13 +346,24 @@ class PromptLookupDraft(Draft):
     """
 
     def __init__(self, vocabulary_size, max_ngram=3, min_ngram=1):
+        vocabulary_size = _check_vocabulary_size(vocabulary_size, "PromptLookupDraft")
+        for name, value in (("max_ngram", max_ngram), ("min_ngram", min_ngram)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(
+                value, (int, np.integer)
+            ):
+                raise ValueError(
+                    f"PromptLookupDraft: `{name}` must be an int (an n-gram "
+                    f"length in tokens), got {value!r}."
+                )
         if not 1 <= min_ngram <= max_ngram:
             raise ValueError(
-                f"Need 1 <= min_ngram <= max_ngram, got {min_ngram}, {max_ngram}."
+                "PromptLookupDraft needs 1 <= `min_ngram` <= `max_ngram` (the "
+                f"n-gram lengths to match), got min_ngram={min_ngram}, "
+                f"max_ngram={max_ngram}."
             )
-        self.vocabulary_size = int(vocabulary_size)
-        self.max_ngram = max_ngram
-        self.min_ngram = min_ngram
+        self.vocabulary_size = vocabulary_size
+        self.max_ngram = int(max_ngram)
+        self.min_ngram = int(min_ngram)
 
     def init_state(self, token_ids, padding_mask):
         return ops.cast(token_ids, "int32")  # (batch, max_length) mirror
