@@ -167,21 +167,39 @@ def check_cost_coefficient(cost_coefficient):
 
 
 def check_verify_costs(verify_costs):
-    """None, or `{gamma: v}` with int keys and float values v > 0."""
+    """None, or `{gamma: v}` with int keys >= 1 and finite float values v > 0."""
     if verify_costs is None:
         return None
+    verify_costs_given = verify_costs
     try:
-        verify_costs = {int(g): float(v) for g, v in dict(verify_costs).items()}
+        verify_costs = {_gamma_key(g): _real(v) for g, v in dict(verify_costs).items()}
     except (TypeError, ValueError):
         verify_costs = None
-    if not verify_costs or min(verify_costs.values()) <= 0:
+    if not verify_costs or not all(
+        g >= 1 and math.isfinite(v) and v > 0 for g, v in verify_costs.items()
+    ):
         raise ValueError(
-            "`verify_costs` must map gamma (int) to v > 0, the time of a "
-            "gamma + 1 token verify pass over one target step, e.g. "
-            "`keras_specdec.analysis.measure_verify_costs(target, "
-            "range(1, 9))`."
+            "`verify_costs` must map gamma (an int >= 1) to a finite v > 0, "
+            "the time of a gamma + 1 token verify pass over one target step, "
+            "e.g. `keras_specdec.analysis.measure_verify_costs(target, "
+            f"range(1, 9))`; got {verify_costs_given!r}."
         )
     return verify_costs
+
+
+def _gamma_key(gamma):
+    """A `verify_costs` key as an int (configs store keys as strings)."""
+    if isinstance(gamma, str):
+        gamma = int(gamma)
+    if isinstance(gamma, (bool, np.bool_)) or not isinstance(gamma, numbers.Integral):
+        raise TypeError(gamma)
+    return int(gamma)
+
+
+def _real(value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(value)
+    return float(value)
 
 
 def resolve_draft(draft):

@@ -354,7 +354,7 @@ def test_resolve_checks_and_normalises_every_argument_without_a_model():
         np.int64(6),
         "theorem",
         None,
-        {"2": "1.5"},
+        {"2": np.float64(1.5)},
     )
     assert isinstance(config.draft, drafts.UnigramDraft)
     assert config.draft_preset is None
@@ -368,3 +368,26 @@ def test_resolve_checks_and_normalises_every_argument_without_a_model():
         )
     with pytest.raises(ValueError, match="needs a draft"):
         keras_specdec.SpeculativeSampler(temperature=0.5)
+
+
+@pytest.mark.parametrize(
+    "verify_costs",
+    [
+        {1: float("nan")},
+        {1: float("inf")},
+        {1: 1.2, 2: float("-inf")},
+        {1: 0},
+        {1: -1.0},
+        {0: 1.0},
+        {1.5: 1.0},
+        {True: 1.0},
+        {1: "1.5"},
+        {},
+        [1, 2],
+    ],
+)
+def test_verify_costs_that_are_not_finite_positive_are_refused(verify_costs):
+    # nan and inf used to be accepted (0 and -1 were refused).
+    draft = drafts.UnigramDraft(np.ones(VOCAB))
+    with pytest.raises(ValueError, match="`verify_costs` must map gamma"):
+        keras_specdec.SpeculativeSampler(draft, "auto", verify_costs=verify_costs)
