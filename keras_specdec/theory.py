@@ -8,6 +8,11 @@ Nothing here runs a model or reads a clock (that is `keras_specdec.measure`).
 The functions take Python numbers or arrays; `expected_tokens_per_step`,
 `expected_speedup` and `expected_speedup_with_verify_cost` also run on traced
 tensors inside the sampler's compiled loop (`rounds.TheoremSchedule`).
+Arguments given as Python (or NumPy scalar) numbers are checked: a value
+outside the range the formula is defined on (alpha outside [0, 1], a negative
+or non-finite c, ...) raises a `ValueError` naming it, instead of returning a
+number that means nothing. Arrays and tensors are not checked (a check would
+not run inside a compiled loop).
 
 >>> round(expected_tokens_per_step(0.8, 4), 4)
 3.3616
@@ -15,7 +20,45 @@ tensors inside the sampler's compiled loop (`rounds.TheoremSchedule`).
 2.8013
 """
 
+import math
+import numbers
+
 import numpy as np
+
+
+def _is_number(value):
+    """A Python or NumPy scalar number (bools included, to refuse them);
+    arrays and (traced) tensors are not."""
+    return isinstance(value, (numbers.Number, np.bool_))
+
+
+def _check(name, value, meaning, *, low=0.0, high=None, low_open=False, integral=False):
+    """Refuse a number outside [low, high] (or (low, high] with low_open);
+    anything that is not a scalar number passes unchecked."""
+    if not _is_number(value):
+        return
+    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real)
+    ok = ok and math.isfinite(value)
+    if ok and integral:
+        ok = isinstance(value, numbers.Integral)
+    if ok:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        bound = "(" if low_open else "["
+        upper = "inf)" if high is None else f"{high}]"
+        kind = "an int" if integral else "a finite number"
+        raise ValueError(
+            f"`{name}` must be {kind} in {bound}{low}, {upper} ({meaning}), "
+            f"got {value!r}."
+        )
+
+
+ALPHA = "the expected acceptance rate, a probability"
+GAMMA = "draft tokens per round"
+COST = "time(draft step) / time(target step)"
+VERIFY_COST = "time(gamma + 1 token pass) / time(one target step)"
 
 
 def acceptance_rate(target_probs, draft_probs, *, per_position=False):
@@ -44,6 +87,8 @@ def expected_tokens_per_step(alpha, gamma):
     >>> expected_tokens_per_step(0.0, 4)
     1.0
     """
+    _check("alpha", alpha, ALPHA, high=1.0)
+    _check("gamma", gamma, GAMMA, integral=True)
     if isinstance(alpha, (int, float, np.number)) and alpha >= 1.0:
         return float(gamma + 1)
     # Tensors (the sampler's schedule, inside the compiled loop) pass alpha < 1.
@@ -57,6 +102,7 @@ def expected_speedup(alpha, gamma, c):
     >>> round(expected_speedup(0.0, 3, 0.1), 4)  # nothing accepted: a slowdown
     0.7692
     """
+    _check("c", c, COST)
     return expected_tokens_per_step(alpha, gamma) / (gamma * c + 1.0)
 
 
@@ -68,6 +114,9 @@ def optimal_num_speculative_tokens(alpha, c, *, max_gamma=32):
     >>> optimal_num_speculative_tokens(0.9, 0.01)
     24
     """
+    _check("alpha", alpha, ALPHA, high=1.0)
+    _check("c", c, COST)
+    _check("max_gamma", max_gamma, "the largest gamma tried", low=1, integral=True)
     gammas = range(1, max_gamma + 1)
     return max(gammas, key=lambda g: expected_speedup(alpha, g, c))
 
@@ -80,6 +129,7 @@ def expected_ops_increase(alpha, gamma, c_hat):
     >>> round(expected_ops_increase(0.8, 4, 0.0), 4)
     1.4874
     """
+    _check("c_hat", c_hat, "the draft's operations per token / the target's")
     return (gamma * c_hat + gamma + 1.0) / expected_tokens_per_step(alpha, gamma)
 
 
@@ -92,6 +142,8 @@ def speedup_lower_bound(alpha, c):
     >>> speedup_lower_bound(0.1, 0.2) is None
     True
     """
+    _check("alpha", alpha, ALPHA, high=1.0)
+    _check("c", c, COST)
     if alpha <= c:
         return None
     return (1.0 + alpha) / (1.0 + c)
@@ -109,4 +161,6 @@ def expected_speedup_with_verify_cost(alpha, gamma, c, verify_cost):
     >>> round(expected_speedup_with_verify_cost(0.8, 4, 0.05, 2.0), 4)
     1.528
     """
+    _check("c", c, COST)
+    _check("verify_cost", verify_cost, VERIFY_COST, low_open=True)
     return expected_tokens_per_step(alpha, gamma) / (gamma * c + verify_cost)
