@@ -337,6 +337,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             # Rounds of several sizes ("auto", or a draft that proposes
             # fewer) draft in a loop to the round's size.
             loop_draft_steps=adaptive or _proposes_fewer(self.draft),
+            prompt=prompt,
         )
         # 3. Rows with an empty prompt take KerasHub's own first step.
         seed = None if greedy else self.seed_generator.next()

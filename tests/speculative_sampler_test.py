@@ -348,3 +348,32 @@ def test_draft_weights_are_not_baked_into_the_program(monkeypatch):
     (small, small_len), (big, big_len) = sorted(sizes.items())
     assert big - small > 800_000  # 3.2 MB more float32 weights
     assert abs(big_len - small_len) < 20_000  # program text barely changes
+
+
+@pytest.mark.parametrize(
+    "prompts",
+    [
+        # Every row has padding (id 0) after its prompt: KerasHub's loop
+        # condition, `any_equal(prompt, stop_token_ids, ~mask)`, sees the
+        # padding as stop tokens and stops before generating anything.
+        [[1, 2], [3], []],
+        # A full-length row has no padding: it never "stops", so every row
+        # generates to max_length, stop id 0 or not.
+        [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [3], [4, 5, 6]],
+    ],
+)
+def test_stop_token_equal_to_the_padding_id_matches_plain_generate(prompts):
+    # Speculative decoding used to generate the full length in the first case.
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    draft = noisy_copy(target, noise=0.5, seed=2)
+    batch = helpers.ragged_batch(prompts, 10)
+    expected = generate(target, "greedy", *batch, stop_token_ids=(0,))
+    out = generate(
+        target, keras_specdec.SpeculativeSampler(draft, 3), *batch, stop_token_ids=(0,)
+    )
+    np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
+    np.testing.assert_array_equal(out["padding_mask"], expected["padding_mask"])
+    if len(prompts[0]) < 10:
+        assert expected["token_ids"].tolist()[0] == [1, 2] + [0] * 8
+        assert expected["padding_mask"].tolist()[0] == [True] * 3 + [False] * 7
+
