@@ -1,14 +1,44 @@
 """`SpeculativeSampler`: exact speculative decoding inside `generate()`."""
 
+import threading
+
 import keras
 import keras_hub
 from keras import ops, random
+from keras.src.backend.common.stateless_scope import in_stateless_scope
 
 from keras_specdec import model_utils, rejection, rounds, sampler_config
 from keras_specdec.drafts import Draft
 
 # Order of the counters in the `stats` variable (`rounds.SpeculativeStats`).
 STAT_NAMES = rounds.SpeculativeStats._fields
+
+
+class _Counters(keras.Variable):
+    """The sampler's counters (`SpeculativeStats` as an int32 vector): a
+    variable to which a value assigned outside a `keras.StatelessScope` is
+    *added*, under a lock.
+
+    `generate()` reads the sampler's variables, runs its compiled program
+    (which assigns, in a stateless scope, the counts of that call alone) and
+    writes the results back with `assign`: adding them here means that
+    threads sharing one compiled model each add their own counts instead of
+    overwriting each other's total with a stale one. (An eager `generate()`
+    assigns the call's counts directly: the same addition.) `reset()` sets
+    the value.
+    """
+
+    _lock = threading.Lock()
+
+    def assign(self, value):
+        if in_stateless_scope():
+            return super().assign(value)
+        with self._lock:
+            return super().assign(ops.add(self.value, ops.cast(value, self.dtype)))
+
+    def reset(self):
+        with self._lock:
+            super().assign(ops.zeros(self.shape, self.dtype))
 
 
 class _NameOnly:
@@ -170,12 +200,13 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         if model_utils.is_seq2seq(draft):
             model_utils.publish_generate_inputs(type(draft))
         self.draft = draft
-        self._stats = keras.Variable(
+        self._stats = _Counters(
             ops.zeros((len(STAT_NAMES),), dtype="int32"),
             trainable=False,
             dtype="int32",
             name="speculative_stats",
         )
+        self._local = threading.local()  # `run_loop` hides the counters
         self.trace_count = 0  # how often `generate()` traced this sampler
 
     @_instance_property
@@ -188,7 +219,17 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             if model_utils.is_model_free(self.draft)
             else self.draft.weights
         )
-        return [*super().variables, self._stats, *draft_variables]
+        # The counters are not the loop's: `run_loop` (which writes back
+        # every variable it sees) runs without them (`_Counters`).
+        counters = [] if getattr(self._local, "in_loop", False) else [self._stats]
+        return [*super().variables, *counters, *draft_variables]
+
+    def run_loop(self, *args, **kwargs):
+        self._local.in_loop = True
+        try:
+            return super().run_loop(*args, **kwargs)
+        finally:
+            self._local.in_loop = False
 
     def stats(self):
         """Counters since the last `reset_stats()`, as a dict of numbers."""
@@ -207,7 +248,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         return stats
 
     def reset_stats(self):
-        self._stats.assign(ops.zeros((len(STAT_NAMES),), dtype="int32"))
+        self._stats.reset()
 
     def _check_target(self, model, prompt=None):
         """Everything about the target/draft pair that can fail, checked when
@@ -294,6 +335,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         gamma = self.max_speculative_tokens if adaptive else self.num_speculative_tokens
         gamma = min(gamma, max_length - 1)
         if gamma < 1:
+            self._stats.assign(rounds.SpeculativeStats.zeros().to_vector())
             return prompt
         greedy = rejection.is_greedy(self.base_sampler)
         if mask is None:
@@ -450,7 +492,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             maximum_iterations=max_length,
             model=model,
         )
-        self._stats.assign(self._stats + state.stats.to_vector())
+        self._stats.assign(state.stats.to_vector())  # this call's counts
         return rounds.output_tokens(setup, state, prompt)
 
     def _schedule(self, gamma):
