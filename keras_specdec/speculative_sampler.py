@@ -89,7 +89,9 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
     with stop tokens, past the end of the output) judge no proposals and do
     not move; the loop ends when every row is. With stop tokens the output is
     exactly KerasHub's: rows keep generating until the last row has produced
-    its first stop token, as KerasHub's loop does. The round's phases are
+    its first stop token, as KerasHub's loop does (a stop id equal to the
+    padding id included: KerasHub's loop sees it in the padding and stops
+    at once, and so does this one). The round's phases are
     module-level functions in `keras_specdec.rounds`.
 
     Args:
@@ -136,7 +138,8 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
     Counters (since the last `reset_stats()`) come from `stats()`:
     `target_calls`, `draft_tokens` (judged proposals), `accepted_tokens`,
     `emitted_tokens`, `acceptance_rate` = accepted / draft (an estimate of the
-    paper's alpha) and `tokens_per_target_call` (per row).
+    paper's alpha) and `tokens_per_target_call` (per row). Threads that call
+    `generate()` on one compiled model each add their own counts.
 
     Example:
 
