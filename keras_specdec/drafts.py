@@ -36,9 +36,9 @@ import keras
 import numpy as np
 from keras import ops
 
-# Logit of tokens a draft never proposes: finite so no inf - inf NaNs appear
-# in softmax or temperature scaling, and far below any real logit.
-NEVER = -1e9
+from keras_specdec import rejection
+
+NEVER = rejection.NEVER_LOGIT  # the earlier name of `rejection.NEVER_LOGIT`
 
 
 class Draft:
@@ -174,7 +174,7 @@ class UnigramDraft(Draft):
             np.log(
                 np.maximum(self.probabilities, 1e-30),
                 where=self.probabilities > 0,
-                out=np.full_like(self.probabilities, NEVER),
+                out=np.full_like(self.probabilities, rejection.NEVER_LOGIT),
             ),
             trainable=False,
             dtype="float32",
@@ -316,7 +316,9 @@ class BigramDraft(Draft):
         # (batch, chunk, vocab)
         draft_probs = ops.sum(one_hot * probs[..., None], axis=2)
         logits = ops.where(
-            draft_probs > 0, ops.log(ops.maximum(draft_probs, 1e-30)), NEVER
+            draft_probs > 0,
+            ops.log(ops.maximum(draft_probs, 1e-30)),
+            rejection.NEVER_LOGIT,
         )
         return logits, state
 
@@ -451,7 +453,7 @@ class PromptLookupDraft(Draft):
             proposal = self._propose(tokens, index + i + 1)
             rows.append(ops.one_hot(proposal, self.vocabulary_size, dtype="float32"))
         one_hot = ops.stack(rows, axis=1)  # (batch, chunk, vocab)
-        return ops.where(one_hot > 0, 0.0, NEVER), tokens
+        return ops.where(one_hot > 0, 0.0, rejection.NEVER_LOGIT), tokens
 
     def get_config(self):
         return {

@@ -25,6 +25,12 @@ from keras_hub.samplers import GreedySampler, RandomSampler, TopKSampler, TopPSa
 
 SUPPORTED_BASE_SAMPLERS = (GreedySampler, RandomSampler, TopKSampler, TopPSampler)
 
+# The logit of a token that must never be drawn (a draft's impossible
+# tokens, the padding of a smaller draft vocabulary): exp(-1e9 - max) is
+# exactly 0 in float32/bfloat16 (and -inf in float16), and the logit is
+# finite, so temperature, top-k and top-p arithmetic stay NaN-free.
+NEVER_LOGIT = -1e9
+
 
 def get_base_sampler(base_sampler):
     """The KerasHub sampler instance whose distribution speculative decoding
@@ -67,6 +73,33 @@ def get_base_sampler(base_sampler):
         "search pick tokens from several candidates and cannot be verified "
         "token by token."
     )
+
+
+def base_sampler_for(temperature, seed=None, top_p=None):
+    """The KerasHub sampler a sampling temperature stands for.
+
+    Args:
+        temperature: float >= 0; 0 stands for greedy decoding.
+        seed: the sampler's seed (ignored at temperature 0).
+        top_p: optional, sample from the top-p nucleus (`TopPSampler`).
+
+    Returns:
+        `GreedySampler()` at temperature 0, else `RandomSampler` (or
+        `TopPSampler` with `top_p`) at that temperature.
+
+    >>> type(base_sampler_for(0)).__name__, base_sampler_for(0.7).temperature
+    ('GreedySampler', 0.7)
+    """
+    if not _is_real(temperature) or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(
+            f"`temperature` must be a finite number >= 0 (0 for greedy "
+            f"decoding), got {temperature!r}."
+        )
+    if temperature == 0:
+        return GreedySampler()
+    if top_p is not None:
+        return TopPSampler(p=top_p, temperature=temperature, seed=seed)
+    return RandomSampler(temperature=temperature, seed=seed)
 
 
 def _is_int(value):

@@ -149,3 +149,20 @@ def test_valid_base_sampler_settings_are_kept():
         assert isinstance(
             rejection.get_base_sampler(sampler), rejection.SUPPORTED_BASE_SAMPLERS
         )
+
+
+def test_one_temperature_to_sampler_function():
+    # distill, the examples and the benchmark each had their own, returning
+    # different types ("greedy" or a GreedySampler).
+    from keras_specdec import distill
+
+    assert distill.base_sampler_for is rejection.base_sampler_for
+    assert isinstance(rejection.base_sampler_for(0), keras_hub.samplers.GreedySampler)
+    sampler = rejection.base_sampler_for(0.7, seed=3)
+    assert type(sampler) is keras_hub.samplers.RandomSampler
+    assert (sampler.temperature, sampler.seed) == (0.7, 3)
+    top_p = rejection.base_sampler_for(0.7, top_p=0.9)
+    assert type(top_p) is keras_hub.samplers.TopPSampler and top_p.p == 0.9
+    for bad in (-0.1, float("nan"), None, "1"):
+        with pytest.raises(ValueError, match="`temperature`"):
+            rejection.base_sampler_for(bad)
