@@ -434,26 +434,19 @@ def distill_draft(
             optimizer=optimizer
             or keras.optimizers.AdamW(learning_rate, global_clipnorm=1.0),
         )
+        arrays = {}  # batching and shuffling: Keras's for arrays only
         if isinstance(dataset, dict):
             keys = _input_keys(draft)
             dataset = {k: np.asarray(dataset[k]) for k in keys}
-            history = model.fit(
-                dataset,
-                batch_size=batch_size,
-                epochs=epochs,
-                callbacks=callbacks,
-                steps_per_epoch=steps_per_epoch,
-                shuffle=shuffle,
-                verbose=verbose,
-            )
-        else:
-            history = model.fit(
-                dataset,
-                epochs=epochs,
-                callbacks=callbacks,
-                steps_per_epoch=steps_per_epoch,
-                verbose=verbose,
-            )
+            arrays = {"batch_size": batch_size, "shuffle": shuffle}
+        history = model.fit(
+            dataset,
+            epochs=epochs,
+            callbacks=callbacks,
+            steps_per_epoch=steps_per_epoch,
+            verbose=verbose,
+            **arrays,
+        )
         alpha_after = alpha()
     finally:
         target.trainable = target_trainable
