@@ -41,6 +41,12 @@ class _Counters(keras.Variable):
             super().assign(ops.zeros(self.shape, self.dtype))
 
 
+# Per thread, the samplers inside `run_loop` (their `variables` leave out the
+# counters there). Module-level, so a sampler holds no thread-local state and
+# stays copyable.
+_IN_LOOP = threading.local()
+
+
 class _NameOnly:
     """`SpeculativeSampler.variables` read on the class: what `generate()`
     reads first when `compile(sampler="speculative_decoding")` stored the
@@ -209,7 +215,6 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             dtype="int32",
             name="speculative_stats",
         )
-        self._local = threading.local()  # `run_loop` hides the counters
         self.trace_count = 0  # how often `generate()` traced this sampler
 
     @_instance_property
@@ -224,15 +229,18 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         )
         # The counters are not the loop's: `run_loop` (which writes back
         # every variable it sees) runs without them (`_Counters`).
-        counters = [] if getattr(self._local, "in_loop", False) else [self._stats]
+        in_loop = id(self) in getattr(_IN_LOOP, "samplers", ())
+        counters = [] if in_loop else [self._stats]
         return [*super().variables, *counters, *draft_variables]
 
     def run_loop(self, *args, **kwargs):
-        self._local.in_loop = True
+        if not hasattr(_IN_LOOP, "samplers"):
+            _IN_LOOP.samplers = set()
+        _IN_LOOP.samplers.add(id(self))
         try:
             return super().run_loop(*args, **kwargs)
         finally:
-            self._local.in_loop = False
+            _IN_LOOP.samplers.discard(id(self))
 
     def stats(self):
         """Counters since the last `reset_stats()`, as a dict of numbers."""
