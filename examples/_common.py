@@ -167,18 +167,6 @@ def check_all(dataset=None, presets=(), packages=()):
 # Generation, timing and the report.
 
 
-def base_sampler(temperature, top_p=None, seed=0):
-    import keras_hub
-
-    if temperature == 0:
-        return keras_hub.samplers.GreedySampler()
-    if top_p is not None:
-        return keras_hub.samplers.TopPSampler(
-            p=top_p, temperature=temperature, seed=seed
-        )
-    return keras_hub.samplers.RandomSampler(temperature=temperature, seed=seed)
-
-
 def timed_outputs(model, inputs, max_length, repetitions):
     """Generate every input (batch 1) once as warm-up (compilation, excluded),
     then `repetitions` timed passes over all inputs. Returns (outputs of the
@@ -195,15 +183,19 @@ def timed_outputs(model, inputs, max_length, repetitions):
 def compare(target, draft, inputs, args):
     """Baseline vs speculative generate on `inputs`; returns a result dict."""
     import keras_specdec
+    from keras_specdec.rejection import base_sampler_for
 
-    target.compile(sampler=base_sampler(args.temperature, args.top_p, args.seed))
+    def base_sampler():
+        return base_sampler_for(args.temperature, seed=args.seed, top_p=args.top_p)
+
+    target.compile(sampler=base_sampler())
     plain, plain_first, plain_time = timed_outputs(
         target, inputs, args.max_length, args.repetitions
     )
     sampler = keras_specdec.SpeculativeSampler(
         draft,
         num_speculative_tokens=args.gamma,
-        base_sampler=base_sampler(args.temperature, args.top_p, args.seed),
+        base_sampler=base_sampler(),
         seed=args.seed,
     )
     target.compile(sampler=sampler)

@@ -7,7 +7,13 @@ output follows the target's distribution exactly (here top-p with
 temperature); a model-free prompt-lookup draft plugs in the same way.
 """
 
+import argparse
 import os
+
+# No options; `--help` prints this docstring and exits before loading models.
+argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+).parse_args()
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 

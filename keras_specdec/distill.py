@@ -35,7 +35,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_specdec import analysis, rejection
+from keras_specdec import measure, model_utils, rejection
 
 DIVERGENCES = ("forward_kl", "tvd", "reverse_kl")
 
@@ -50,14 +50,8 @@ DistillResult.__doc__ = """What `distill_draft` returns.
 """
 
 
-def _is_seq2seq(model):
-    import keras_hub
-
-    return isinstance(model, keras_hub.models.Seq2SeqLM)
-
-
 def _input_keys(model):
-    if _is_seq2seq(model):
+    if model_utils.is_seq2seq(model):
         return (
             "encoder_token_ids",
             "encoder_padding_mask",
@@ -68,7 +62,7 @@ def _input_keys(model):
 
 
 def _mask_key(model):
-    return "decoder_padding_mask" if _is_seq2seq(model) else "padding_mask"
+    return "decoder_padding_mask" if model_utils.is_seq2seq(model) else "padding_mask"
 
 
 def _position_mask(padding_mask):
@@ -79,14 +73,10 @@ def _position_mask(padding_mask):
     return ops.pad(both, [[0, 0], [0, 1]], constant_values=False)
 
 
-def base_sampler_for(temperature):
-    """The base sampler whose distribution `temperature` stands for:
-    "greedy" at 0, `RandomSampler(temperature=temperature)` otherwise."""
-    import keras_hub
-
-    if temperature == 0:
-        return "greedy"
-    return keras_hub.samplers.RandomSampler(temperature=temperature)
+# The base sampler a temperature stands for (greedy at 0, random sampling at
+# T otherwise): one function for the package, `rejection.base_sampler_for`.
+base_sampler_for = rejection.base_sampler_for
+rejection_sampler = rejection.base_sampler_for  # the earlier name, kept
 
 
 def divergence(target_logits, draft_logits, *, temperature=1.0, kind="forward_kl"):
@@ -193,21 +183,12 @@ class DistillationModel(keras.Model):
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        sampler = rejection_sampler(self.temperature)
+        sampler = base_sampler_for(self.temperature)
         p = rejection.adjusted_probabilities(y_pred["target_logits"], sampler)
         q = rejection.adjusted_probabilities(y_pred["draft_logits"], sampler)
         beta = ops.sum(ops.minimum(p, q), axis=-1)  # (batch, length)
         self.acceptance_tracker.update_state(beta, sample_weight=self._weights(x))
         return self.get_metrics_result()
-
-
-def rejection_sampler(temperature):
-    """A KerasHub sampler instance for `rejection.adjusted_probabilities`."""
-    import keras_hub
-
-    if temperature == 0:
-        return keras_hub.samplers.GreedySampler()
-    return keras_hub.samplers.RandomSampler(temperature=temperature)
 
 
 def _check_pair(target, draft, temperature, kind):
@@ -222,7 +203,7 @@ def _check_pair(target, draft, temperature, kind):
                 f"distil, got `{type(model).__name__}` (model-free drafts "
                 "such as PromptLookupDraft have nothing to train)."
             )
-    if _is_seq2seq(target) != _is_seq2seq(draft):
+    if model_utils.is_seq2seq(target) != model_utils.is_seq2seq(draft):
         raise ValueError(
             "The target and draft must both be causal LMs or both "
             f"encoder-decoders; got `{type(target).__name__}` and "
@@ -252,9 +233,10 @@ def _check_inputs(model, inputs, name):
         return  # a tf.data.Dataset / PyDataset / generator: Keras checks it
     missing = [k for k in keys if k not in inputs]
     if missing:
+        kind = "Seq2SeqLM" if model_utils.is_seq2seq(model) else "CausalLM"
         raise ValueError(
             f"`{name}` is missing {missing}: a "
-            f"{'Seq2SeqLM' if _is_seq2seq(model) else 'CausalLM'} pair takes a "
+            f"{kind} pair takes a "
             f"dict of token arrays with keys {list(keys)} (use "
             "`target_generations` or the preprocessor's `generate_preprocess` "
             "to make them from text)."
@@ -298,12 +280,16 @@ def target_generations(
                 "pass a dict of token arrays instead."
             )
         prompts = list(prompts)
-        if _is_seq2seq(target) and max_length is not None:
+        if model_utils.is_seq2seq(target) and max_length is not None:
             preprocessor.decoder_sequence_length = max_length
         tokens = [
             preprocessor.generate_preprocess(
                 prompts[i : i + batch_size],
-                **({} if _is_seq2seq(target) else {"sequence_length": max_length}),
+                **(
+                    {}
+                    if model_utils.is_seq2seq(target)
+                    else {"sequence_length": max_length}
+                ),
             )
             for i in range(0, len(prompts), batch_size)
         ]
@@ -323,7 +309,7 @@ def target_generations(
             )
             for k, v in out.items():
                 outputs[k].append(np.asarray(v))
-            if _is_seq2seq(target):
+            if model_utils.is_seq2seq(target):
                 for k in ("encoder_token_ids", "encoder_padding_mask"):
                     outputs[k].append(batch[k])
     finally:
@@ -434,7 +420,7 @@ def distill_draft(
     def alpha():
         if held_out is None:
             return None
-        return analysis.estimate_alpha(
+        return measure.estimate_alpha(
             target, draft, held_out, base_sampler=sampler, batch_size=batch_size
         )
 
@@ -448,26 +434,19 @@ def distill_draft(
             optimizer=optimizer
             or keras.optimizers.AdamW(learning_rate, global_clipnorm=1.0),
         )
+        arrays = {}  # batching and shuffling: Keras's for arrays only
         if isinstance(dataset, dict):
             keys = _input_keys(draft)
             dataset = {k: np.asarray(dataset[k]) for k in keys}
-            history = model.fit(
-                dataset,
-                batch_size=batch_size,
-                epochs=epochs,
-                callbacks=callbacks,
-                steps_per_epoch=steps_per_epoch,
-                shuffle=shuffle,
-                verbose=verbose,
-            )
-        else:
-            history = model.fit(
-                dataset,
-                epochs=epochs,
-                callbacks=callbacks,
-                steps_per_epoch=steps_per_epoch,
-                verbose=verbose,
-            )
+            arrays = {"batch_size": batch_size, "shuffle": shuffle}
+        history = model.fit(
+            dataset,
+            epochs=epochs,
+            callbacks=callbacks,
+            steps_per_epoch=steps_per_epoch,
+            verbose=verbose,
+            **arrays,
+        )
         alpha_after = alpha()
     finally:
         target.trainable = target_trainable

@@ -36,9 +36,9 @@ import keras
 import numpy as np
 from keras import ops
 
-# Logit of tokens a draft never proposes: finite so no inf - inf NaNs appear
-# in softmax or temperature scaling, and far below any real logit.
-NEVER = -1e9
+from keras_specdec import rejection
+
+NEVER = rejection.NEVER_LOGIT  # the earlier name of `rejection.NEVER_LOGIT`
 
 
 class Draft:
@@ -188,7 +188,7 @@ class UnigramDraft(Draft):
             np.log(
                 np.maximum(self.probabilities, 1e-30),
                 where=self.probabilities > 0,
-                out=np.full_like(self.probabilities, NEVER),
+                out=np.full_like(self.probabilities, rejection.NEVER_LOGIT),
             ),
             trainable=False,
             dtype="float32",
@@ -330,7 +330,9 @@ class BigramDraft(Draft):
         # (batch, chunk, vocab)
         draft_probs = ops.sum(one_hot * probs[..., None], axis=2)
         logits = ops.where(
-            draft_probs > 0, ops.log(ops.maximum(draft_probs, 1e-30)), NEVER
+            draft_probs > 0,
+            ops.log(ops.maximum(draft_probs, 1e-30)),
+            rejection.NEVER_LOGIT,
         )
         return logits, state
 
@@ -360,13 +362,24 @@ class PromptLookupDraft(Draft):
     """
 
     def __init__(self, vocabulary_size, max_ngram=3, min_ngram=1):
+        vocabulary_size = _check_vocabulary_size(vocabulary_size, "PromptLookupDraft")
+        for name, value in (("max_ngram", max_ngram), ("min_ngram", min_ngram)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(
+                value, (int, np.integer)
+            ):
+                raise ValueError(
+                    f"PromptLookupDraft: `{name}` must be an int (an n-gram "
+                    f"length in tokens), got {value!r}."
+                )
         if not 1 <= min_ngram <= max_ngram:
             raise ValueError(
-                f"Need 1 <= min_ngram <= max_ngram, got {min_ngram}, {max_ngram}."
+                "PromptLookupDraft needs 1 <= `min_ngram` <= `max_ngram` (the "
+                f"n-gram lengths to match), got min_ngram={min_ngram}, "
+                f"max_ngram={max_ngram}."
             )
-        self.vocabulary_size = int(vocabulary_size)
-        self.max_ngram = max_ngram
-        self.min_ngram = min_ngram
+        self.vocabulary_size = vocabulary_size
+        self.max_ngram = int(max_ngram)
+        self.min_ngram = int(min_ngram)
 
     def init_state(self, token_ids, padding_mask):
         return ops.cast(token_ids, "int32")  # (batch, max_length) mirror
@@ -454,7 +467,7 @@ class PromptLookupDraft(Draft):
             proposal = self._propose(tokens, index + i + 1)
             rows.append(ops.one_hot(proposal, self.vocabulary_size, dtype="float32"))
         one_hot = ops.stack(rows, axis=1)  # (batch, chunk, vocab)
-        return ops.where(one_hot > 0, 0.0, NEVER), tokens
+        return ops.where(one_hot > 0, 0.0, rejection.NEVER_LOGIT), tokens
 
     def get_config(self):
         return {

@@ -22,6 +22,8 @@ from keras import ops
 from keras.src.saving import serialization_lib
 from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
 
+from keras_specdec import rejection
+
 # Families whose cache carries recurrent state: a rejected draft token cannot
 # be undone by moving an index back, so speculative decoding cannot roll back.
 RECURRENT_CAUSAL_LMS = ("RWKV7CausalLM", "Qwen3_5CausalLM", "Qwen3_5MoeCausalLM")
@@ -145,13 +147,8 @@ def match_vocabulary(draft_logits, target_vocabulary_size):
     if draft_vocab > target_vocabulary_size:
         return draft_logits[..., :target_vocabulary_size]
     pad_shape = (*draft_logits.shape[:-1], target_vocabulary_size - draft_vocab)
-    padding = ops.full(pad_shape, PADDING_LOGIT, dtype=draft_logits.dtype)
+    padding = ops.full(pad_shape, rejection.NEVER_LOGIT, dtype=draft_logits.dtype)
     return ops.concatenate([draft_logits, padding], axis=-1)
-
-
-# exp(-1e9 - max) is exactly 0 in float32/bfloat16 (and -inf in float16):
-# finite, so temperature, top-k and top-p arithmetic stay NaN-free.
-PADDING_LOGIT = -1e9
 
 
 def context_length(model):

@@ -15,10 +15,150 @@ Two pieces:
   accepted draw the *bonus* token from p_{gamma+1}.
 """
 
+import math
+import numbers
+
+import keras_hub
+import numpy as np
 from keras import ops, random
 from keras_hub.samplers import GreedySampler, RandomSampler, TopKSampler, TopPSampler
 
 SUPPORTED_BASE_SAMPLERS = (GreedySampler, RandomSampler, TopKSampler, TopPSampler)
+
+# The logit of a token that must never be drawn (a draft's impossible
+# tokens, the padding of a smaller draft vocabulary): exp(-1e9 - max) is
+# exactly 0 in float32/bfloat16 (and -inf in float16), and the logit is
+# finite, so temperature, top-k and top-p arithmetic stay NaN-free.
+NEVER_LOGIT = -1e9
+
+
+def get_base_sampler(base_sampler):
+    """The KerasHub sampler instance whose distribution speculative decoding
+    preserves, from a name, a config dict or an instance.
+
+    Args:
+        base_sampler: `"greedy"`, `"random"`, `"top_k"`, `"top_p"`, a config
+            dict, or an instance of `GreedySampler`, `RandomSampler`,
+            `TopKSampler` or `TopPSampler` (not a subclass that overrides how
+            it picks tokens).
+
+    Returns:
+        The sampler instance.
+
+    Raises:
+        ValueError: for any other sampler (beam, contrastive, a subclass
+            with its own `get_next_token` / `compute_probabilities`), and for
+            settings with no next-token distribution (`check_sampler_settings`).
+
+    >>> type(get_base_sampler("top_k")).__name__
+    'TopKSampler'
+    """
+    if isinstance(base_sampler, (str, dict)):
+        base_sampler = keras_hub.samplers.get(base_sampler)
+    for cls in SUPPORTED_BASE_SAMPLERS:
+        if isinstance(base_sampler, cls):
+            overridden = (
+                type(base_sampler).get_next_token is not cls.get_next_token
+                or type(base_sampler).compute_probabilities
+                is not cls.compute_probabilities
+            )
+            if not overridden:
+                check_sampler_settings(base_sampler)
+                return base_sampler
+    raise ValueError(
+        "`base_sampler` must be one of 'greedy', 'random', 'top_k', 'top_p' "
+        "(or an instance of GreedySampler, RandomSampler, TopKSampler, "
+        "TopPSampler), whose next-token distribution speculative decoding "
+        f"can preserve exactly; got {base_sampler!r}. Beam and contrastive "
+        "search pick tokens from several candidates and cannot be verified "
+        "token by token."
+    )
+
+
+def base_sampler_for(temperature, seed=None, top_p=None):
+    """The KerasHub sampler a sampling temperature stands for.
+
+    Args:
+        temperature: float >= 0; 0 stands for greedy decoding.
+        seed: the sampler's seed (ignored at temperature 0).
+        top_p: optional, sample from the top-p nucleus (`TopPSampler`).
+
+    Returns:
+        `GreedySampler()` at temperature 0, else `RandomSampler` (or
+        `TopPSampler` with `top_p`) at that temperature.
+
+    >>> type(base_sampler_for(0)).__name__, base_sampler_for(0.7).temperature
+    ('GreedySampler', 0.7)
+    """
+    if not _is_real(temperature) or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(
+            f"`temperature` must be a finite number >= 0 (0 for greedy "
+            f"decoding), got {temperature!r}."
+        )
+    if temperature == 0:
+        return GreedySampler()
+    if top_p is not None:
+        return TopPSampler(p=top_p, temperature=temperature, seed=seed)
+    return RandomSampler(temperature=temperature, seed=seed)
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def check_sampler_settings(base_sampler):
+    """Refuse base-sampler settings that define no next-token distribution.
+
+    KerasHub checks none of these when a sampler is built: `k=0` fails
+    inside tracing with "attempt to get argmax of an empty sequence" (and
+    `rejection.adjusted_probabilities` would keep no token: all-zero output
+    without a word); temperature 0 or NaN makes softmax(logits / T) NaN
+    (KerasHub's output is then all token 0), and a negative temperature
+    turns the distribution upside down (even greedy decoding then picks the
+    least likely token). top-p outside (0, 1] is refused too: p <= 0 is
+    greedy decoding and p > 1 is p = 1 in disguise; say which one you mean.
+
+    Args:
+        base_sampler: a `GreedySampler`, `RandomSampler`, `TopKSampler` or
+            `TopPSampler`.
+
+    Raises:
+        ValueError: naming the setting and the fix.
+    """
+    name = type(base_sampler).__name__
+    temperature = base_sampler.temperature
+    if not _is_real(temperature) or not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(
+            f"The base sampler's `temperature` must be a finite number > 0 "
+            f"(the logits are divided by it), got {temperature!r} on {name}. "
+            'For deterministic decoding use `base_sampler="greedy"`.'
+        )
+    if isinstance(base_sampler, TopKSampler) and not (
+        _is_int(base_sampler.k) and base_sampler.k >= 1
+    ):
+        raise ValueError(
+            "`TopKSampler(k=...)` needs an int k >= 1 (the number of most "
+            f"likely tokens it samples from), got k={base_sampler.k!r}."
+        )
+    if isinstance(base_sampler, TopPSampler):
+        p, k = base_sampler.p, base_sampler.k
+        if not _is_real(p) or not 0 < p <= 1:
+            raise ValueError(
+                "`TopPSampler(p=...)` needs 0 < p <= 1 (the probability mass "
+                f"it samples from), got p={p!r}. For p -> 0 use "
+                '`base_sampler="greedy"`; p = 1 keeps every token.'
+            )
+        if k is not None and not (_is_int(k) and k >= 1):
+            raise ValueError(
+                "`TopPSampler(k=...)` needs None or an int k >= 1 (a top-k cut "
+                f"before the top-p one), got k={k!r}."
+            )
 
 
 def is_greedy(base_sampler):

@@ -110,6 +110,10 @@ class RoundSetup(NamedTuple):
     # "auto" and capped drafts hold one verify pass per size and `switch`
     # to the smallest one covering the round's gamma.
     verify_gammas: tuple = ()
+    # (batch, max_length) the buffer `generate()` started from: with stop
+    # tokens, KerasHub's loop also sees the stop ids in its undecided
+    # positions (a stop id equal to the padding id); None counts none.
+    prompt: Any = None
 
 
 # ---------------------------------------------------------------------------
@@ -145,11 +149,10 @@ def write_window(x, start, values, write):
 def row_limits(setup, state):
     """Per row, the position before which the row must be decided.
 
-    `max_length`, unless stop tokens are given and every row has produced
-    one: then KerasHub's loop stops right after the position at which the
-    last row produced its first stop token, and so does ours (rows that
-    stopped earlier still decide the tokens up to there, as plain generate
-    does).
+    `max_length`, unless stop tokens are given and KerasHub's loop is known
+    to have stopped earlier (`_stop_end`): then that position, for every
+    row (rows that stopped earlier still decide the tokens up to there, as
+    plain generate does).
 
     Returns:
         int32 `(batch,)`.
@@ -159,23 +162,55 @@ def row_limits(setup, state):
     full = ops.full((batch,), setup.max_length, dtype="int32")
     if setup.stop_token_ids is None:
         return full
-    end, all_stopped = _stop_end(setup, tokens, index)
-    return ops.where(all_stopped, ops.minimum(end, setup.max_length), full)
+    end, known = _stop_end(setup, tokens, index)
+    return ops.where(known, ops.minimum(end, setup.max_length), full)
 
 
 def _stop_end(setup, tokens, index):
-    """(end, all_stopped): one past the latest first stop token of a row
-    (int32 ()), and whether every row has generated a stop token."""
-    positions = ops.arange(ops.shape(tokens)[1], dtype="int32")[None, :]
-    generated = ops.logical_and(
-        positions < index[:, None], ops.logical_not(setup.forced)
-    )
-    is_stop = any_equal(tokens, setup.stop_token_ids, generated)
-    stopped = ops.any(is_stop, axis=-1)  # (batch,)
-    first_stop = ops.where(
-        stopped, ops.argmax(ops.cast(is_stop, "int32"), axis=-1), setup.max_length
-    )
-    return ops.cast(ops.max(first_stop) + 1, "int32"), ops.all(stopped)
+    """`(end, known)`: where KerasHub's loop stops, int32 `()`, and whether
+    the rows decided so far already fix it, bool `()`.
+
+    KerasHub's loop runs one position t at a time (all rows) and stops
+    before position t when every row is *done*: its buffer holds a stop id
+    at a non-prompt position (`any_equal(prompt, stop_token_ids, ~mask)`).
+    Positions before t hold the tokens decided so far, positions from t on
+    still hold the starting buffer, whose padding is a stop id when the
+    stop id equals the padding id. So row r is done at t when a decided
+    token before t, or a starting-buffer token from t on, is a stop id.
+    Here each row is decided up to its own index: at t <= index a row's
+    state is known, beyond it only if it is already done. The end is the
+    first t at which every row is done, once no earlier t is still unknown
+    for some row. Unknown: `known` False (`end` is then meaningless).
+    """
+    max_length = setup.max_length
+    tokens = tokens[:, :max_length]
+    positions = ops.arange(max_length, dtype="int32")[None, :]
+    new = ops.logical_not(setup.forced[:, :max_length])  # (batch, max_length)
+    decided_stop = ops.cast(
+        any_equal(
+            tokens,
+            setup.stop_token_ids,
+            ops.logical_and(new, positions < index[:, None]),
+        ),
+        "int32",
+    )  # (batch, max_length)
+    # done[r, t]: a decided stop id at a position < t ...
+    done = (ops.cumsum(decided_stop, axis=-1) - decided_stop) > 0
+    if setup.prompt is not None:
+        # ... or a stop id of the starting buffer at a position >= t.
+        start_stop = ops.cast(
+            any_equal(setup.prompt, setup.stop_token_ids, new), "int32"
+        )
+        stop_from = ops.flip(ops.cumsum(ops.flip(start_stop, -1), axis=-1), -1) > 0
+        done = ops.logical_or(done, stop_from)
+    known = ops.logical_or(done, positions <= index[:, None])  # (batch, max_length)
+    all_done = ops.all(done, axis=0)  # (max_length,)
+    event = ops.logical_or(all_done, ops.logical_not(ops.all(known, axis=0)))
+    first = ops.cast(ops.argmax(ops.cast(event, "int32")), "int32")
+    any_event = ops.any(event)
+    end = ops.where(any_event, first, max_length)
+    # No event: every position is known and no row stops: the full length.
+    return end, ops.logical_or(ops.logical_not(any_event), ops.take(all_done, first))
 
 
 def active_rows(setup, state):
@@ -193,6 +228,7 @@ def output_tokens(setup, state, prompt):
         positions < state.index[:, None], setup.forced[:, :max_length]
     )
     if setup.stop_token_ids is not None:
+        # The loop ran until every row is inactive: the end is known.
         end, _ = _stop_end(setup, state.tokens, state.index)
         decided = ops.logical_and(decided, positions < end)
     return ops.where(decided, tokens, prompt)

@@ -7,7 +7,7 @@ A schedule is three functions over its state (an int32 scalar carried by the
 
 from keras import ops
 
-from keras_specdec import analysis
+from keras_specdec import theory
 
 
 class FixedSchedule:
@@ -48,7 +48,7 @@ class HeuristicSchedule:
 
 class TheoremSchedule:
     """The gamma among `candidates` that maximises Theorem 3.8 (with the
-    verify cost v, `analysis.expected_speedup_with_verify_cost`) for the
+    verify cost v, `theory.expected_speedup_with_verify_cost`) for the
     running acceptance rate: (accepted + 1) / (judged + 2) over `prior`
     (earlier calls) and this call's counters, a uniform prior."""
 
@@ -67,7 +67,7 @@ class TheoremSchedule:
             ops.cast(totals.draft_tokens, "float32") + 2.0
         )
         alpha = ops.minimum(alpha, 1.0 - 1e-6)
-        speedup = analysis.expected_speedup_with_verify_cost(
+        speedup = theory.expected_speedup_with_verify_cost(
             alpha,
             ops.convert_to_tensor(self.candidates, "float32"),
             self.cost_coefficient,

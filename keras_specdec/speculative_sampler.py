@@ -1,30 +1,57 @@
 """`SpeculativeSampler`: exact speculative decoding inside `generate()`."""
 
-import copy
-import math
-import numbers
+import threading
 
 import keras
 import keras_hub
-import numpy as np
 from keras import ops, random
+from keras.src.backend.common.stateless_scope import in_stateless_scope
 
-from keras_specdec import loop, model_utils, models, rejection, rounds, schedules
-from keras_specdec.drafts import Draft
+from keras_specdec import (
+    loop,
+    model_utils,
+    models,
+    rejection,
+    rounds,
+    sampler_config,
+    schedules,
+)
 
 # Order of the counters in the `stats` variable (`rounds.SpeculativeStats`).
 STAT_NAMES = rounds.SpeculativeStats._fields
 
 
-NEEDS_A_DRAFT = (
-    "`SpeculativeSampler` needs a draft: "
-    "`target.compile(sampler=keras_specdec.SpeculativeSampler(draft=...))` with "
-    "a KerasHub model, a preset name or path, or a `keras_specdec.drafts.Draft`. "
-    'A sampler name alone (`compile(sampler="speculative_decoding")`) cannot '
-    "carry the draft; the name is for configs: `keras_hub.samplers.get("
-    '{"class_name": "speculative_decoding", "config": {"draft": '
-    '"<preset name or path>", ...}})`.'
-)
+class _Counters(keras.Variable):
+    """The sampler's counters (`SpeculativeStats` as an int32 vector): a
+    variable to which a value assigned outside a `keras.StatelessScope` is
+    *added*, under a lock.
+
+    `generate()` reads the sampler's variables, runs its compiled program
+    (which assigns, in a stateless scope, the counts of that call alone) and
+    writes the results back with `assign`: adding them here means that
+    threads sharing one compiled model each add their own counts instead of
+    overwriting each other's total with a stale one. (An eager `generate()`
+    assigns the call's counts directly: the same addition.) `reset()` sets
+    the value.
+    """
+
+    _lock = threading.Lock()
+
+    def assign(self, value):
+        if in_stateless_scope():
+            return super().assign(value)
+        with self._lock:
+            return super().assign(ops.add(self.value, ops.cast(value, self.dtype)))
+
+    def reset(self):
+        with self._lock:
+            super().assign(ops.zeros(self.shape, self.dtype))
+
+
+# Per thread, the samplers inside `run_loop` (their `variables` leave out the
+# counters there). Module-level, so a sampler holds no thread-local state and
+# stays copyable.
+_IN_LOOP = threading.local()
 
 
 class _NameOnly:
@@ -33,7 +60,7 @@ class _NameOnly:
     class itself (a name resolves to the class); iterating it explains."""
 
     def __iter__(self):
-        raise ValueError(NEEDS_A_DRAFT)
+        raise ValueError(sampler_config.NEEDS_A_DRAFT)
 
 
 class _instance_property(property):
@@ -75,7 +102,9 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
     with stop tokens, past the end of the output) judge no proposals and do
     not move; the loop ends when every row is. With stop tokens the output is
     exactly KerasHub's: rows keep generating until the last row has produced
-    its first stop token, as KerasHub's loop does. The round's phases are
+    its first stop token, as KerasHub's loop does (a stop id equal to the
+    padding id included: KerasHub's loop sees it in the padding and stops
+    at once, and so does this one). The round's phases are
     module-level functions in `keras_specdec.rounds`.
 
     Args:
@@ -122,7 +151,8 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
     Counters (since the last `reset_stats()`) come from `stats()`:
     `target_calls`, `draft_tokens` (judged proposals), `accepted_tokens`,
     `emitted_tokens`, `acceptance_rate` = accepted / draft (an estimate of the
-    paper's alpha) and `tokens_per_target_call` (per row).
+    paper's alpha) and `tokens_per_target_call` (per row). Threads that call
+    `generate()` on one compiled model each add their own counts.
 
     Example:
 
@@ -160,100 +190,33 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         verify_costs=None,
         **kwargs,
     ):
-        if draft is None:
-            raise ValueError(NEEDS_A_DRAFT)
-        if "temperature" in kwargs:
-            raise ValueError(
-                "`SpeculativeSampler` takes no `temperature`: set it on the "
-                "base sampler, e.g. `base_sampler=keras_hub.samplers."
-                "RandomSampler(temperature=0.7)`."
-            )
+        config = sampler_config.resolve(
+            draft,
+            num_speculative_tokens,
+            base_sampler,
+            max_speculative_tokens,
+            gamma_schedule,
+            cost_coefficient,
+            verify_costs,
+            sampler_kwargs=kwargs,
+        )
         super().__init__(**kwargs)
-        if keras.config.backend() != "jax":
-            raise ValueError(
-                "`keras_specdec.SpeculativeSampler` runs on the JAX backend, "
-                f"but the Keras backend is `{keras.config.backend()}`. Set "
-                "`KERAS_BACKEND=jax` before importing keras."
-            )
-
-        num_speculative_tokens = _check_gamma(
-            num_speculative_tokens, "num_speculative_tokens", allow_auto=True
-        )
-        max_speculative_tokens = _check_gamma(
-            max_speculative_tokens, "max_speculative_tokens"
-        )
-        if gamma_schedule not in ("theorem", "heuristic"):
-            raise ValueError(
-                '`gamma_schedule` must be "theorem" (maximise Theorem 3.8 for '
-                'the running alpha) or "heuristic" (HF\'s +2 / -1 schedule), '
-                f"got {gamma_schedule!r}."
-            )
-        if cost_coefficient is not None:
-            if (
-                not isinstance(cost_coefficient, numbers.Real)
-                or isinstance(cost_coefficient, bool)
-                or not math.isfinite(cost_coefficient)
-                or cost_coefficient < 0
-            ):
-                raise ValueError(
-                    "`cost_coefficient` must be a number c >= 0, c = time(draft "
-                    "step) / time(target step), e.g. from "
-                    "`keras_specdec.analysis.measure_cost_coefficient(target, "
-                    f"draft)`; got {cost_coefficient!r}."
-                )
-            cost_coefficient = float(cost_coefficient)
-        self.num_speculative_tokens = num_speculative_tokens
-        self.max_speculative_tokens = max_speculative_tokens
-        self.gamma_schedule = gamma_schedule
-        self.cost_coefficient = cost_coefficient
-        if verify_costs is not None:
-            try:
-                verify_costs = {int(g): float(v) for g, v in dict(verify_costs).items()}
-            except (TypeError, ValueError):
-                verify_costs = None
-            if not verify_costs or min(verify_costs.values()) <= 0:
-                raise ValueError(
-                    "`verify_costs` must map gamma (int) to v > 0, the time of a "
-                    "gamma + 1 token verify pass over one target step, e.g. "
-                    "`keras_specdec.analysis.measure_verify_costs(target, "
-                    "range(1, 9))`."
-                )
-        self.verify_costs = verify_costs
-        self.base_sampler = _get_base_sampler(base_sampler)
+        draft = config.draft
+        self._draft_preset = config.draft_preset
+        self.num_speculative_tokens = config.num_speculative_tokens
+        self.max_speculative_tokens = config.max_speculative_tokens
+        self.gamma_schedule = config.gamma_schedule
+        self.cost_coefficient = config.cost_coefficient
+        self.verify_costs = config.verify_costs
+        self.base_sampler = config.base_sampler
         if seed is None:
             seed = getattr(self.base_sampler, "seed", None)
         self.seed = seed
         self.seed_generator = random.SeedGenerator(seed)
-
-        # A preset name or path round-trips by name; a model-free draft by
-        # its config (which holds its arrays). A model's config holds no
-        # weights: it is refused rather than rebuilt with random weights.
-        self._draft_preset = draft if isinstance(draft, str) else None
-        if isinstance(draft, str):
-            draft = model_utils.load_causal_lm(draft)
-        elif isinstance(draft, dict):
-            draft = _deserialize_draft(draft)
-        adapter = models.adapt(draft)  # a clear error for anything else
-        model_utils.check_rollback(draft, "draft")
-        if (
-            num_speculative_tokens == "auto"
-            and gamma_schedule == "theorem"
-            and cost_coefficient is None
-        ):
-            if not isinstance(adapter, models.ModelFreeAdapter):
-                raise ValueError(
-                    '`num_speculative_tokens="auto"` with the "theorem" '
-                    "schedule needs the draft's cost coefficient c = time(draft "
-                    "step) / time(target step). Measure it once with "
-                    "`keras_specdec.analysis.measure_cost_coefficient(target, "
-                    "draft)` and pass `cost_coefficient=c`, or use "
-                    '`gamma_schedule="heuristic"`.'
-                )
-            self.cost_coefficient = 0.0  # a model-free draft costs ~nothing
-        if adapter.is_seq2seq:
+        if models.adapt(draft).is_seq2seq:
             model_utils.publish_generate_inputs(type(draft))
         self.draft = draft
-        self._stats = keras.Variable(
+        self._stats = _Counters(
             ops.zeros((len(STAT_NAMES),), dtype="int32"),
             trainable=False,
             dtype="int32",
@@ -266,7 +229,21 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         # Seed state, counters, and the draft's weights: `generate()` passes
         # these to its jitted function as arguments, so the draft is not
         # baked into the XLA program as constants.
-        return [*super().variables, self._stats, *self.draft_adapter.variables]
+        draft_variables = self.draft_adapter.variables
+        # The counters are not the loop's: `run_loop` (which writes back
+        # every variable it sees) runs without them (`_Counters`).
+        in_loop = id(self) in getattr(_IN_LOOP, "samplers", ())
+        counters = [] if in_loop else [self._stats]
+        return [*super().variables, *counters, *draft_variables]
+
+    def run_loop(self, *args, **kwargs):
+        if not hasattr(_IN_LOOP, "samplers"):
+            _IN_LOOP.samplers = set()
+        _IN_LOOP.samplers.add(id(self))
+        try:
+            return super().run_loop(*args, **kwargs)
+        finally:
+            _IN_LOOP.samplers.discard(id(self))
 
     def stats(self):
         """Counters since the last `reset_stats()`, as a dict of numbers."""
@@ -285,7 +262,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         return stats
 
     def reset_stats(self):
-        self._stats.assign(ops.zeros((len(STAT_NAMES),), dtype="int32"))
+        self._stats.reset()
 
     def _check_target(self, model, prompt=None):
         """Everything about the target/draft pair that can fail, checked when
@@ -380,6 +357,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         gamma = min(self.max_speculative_tokens if self.adaptive
                     else self.num_speculative_tokens, max_length - 1)  # fmt: skip
         if gamma < 1:
+            self._stats.assign(rounds.SpeculativeStats.zeros().to_vector())
             return prompt
         greedy = rejection.is_greedy(self.base_sampler)
         if mask is None:
@@ -399,6 +377,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             # Rounds of several sizes draft in a loop to the round's size.
             loop_draft_steps=self.adaptive or draft.caps_proposals,
             verify_gammas=tuple(self._verify_gammas(gamma, draft.caps_proposals)),
+            prompt=prompt,
         )
         schedule = self._schedule(gamma)
         seed = None if greedy else self.seed_generator.next()
@@ -426,7 +405,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         (state,) = self.run_loop(
             cond, body, loop_vars=(state,), maximum_iterations=max_length, model=model
         )
-        self._stats.assign(self._stats + state.stats.to_vector())
+        self._stats.assign(state.stats.to_vector())  # this call's counts
         return rounds.output_tokens(setup, state, prompt)
 
     @property
@@ -508,59 +487,3 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
 # carry the draft (`generate()` then says so, see `_NameOnly`).
 REGISTERED_ALIAS = "speculative_decoding"
 keras.saving.get_custom_objects()[REGISTERED_ALIAS] = SpeculativeSampler
-
-
-def _check_gamma(value, name, allow_auto=False):
-    """An int >= 1 (Python or numpy integer, not bool), or "auto"."""
-    if allow_auto and isinstance(value, str) and value == "auto":
-        return value
-    if (
-        isinstance(value, numbers.Integral)
-        and not isinstance(value, (bool, np.bool_))
-        and value >= 1
-    ):
-        return int(value)
-    auto = ' or "auto"' if allow_auto else ""
-    raise ValueError(f"`{name}` must be an int >= 1{auto}, got {value!r}.")
-
-
-def _deserialize_draft(config):
-    """A draft from its Keras config: model-free drafts only.
-
-    A model's config describes its layers but holds no weights, so rebuilding
-    it would give a randomly initialised draft (alpha ~ 0) without a word.
-    """
-    name = config.get("registered_name") or config.get("class_name")
-    cls = keras.saving.get_registered_object(name)
-    if isinstance(cls, type) and issubclass(cls, Draft):
-        return keras.saving.deserialize_keras_object(copy.deepcopy(config))
-    raise ValueError(
-        f"The sampler config's `draft` is the config of a `{name}` model, "
-        "which holds no weights: rebuilding it would give a draft with random "
-        "weights. Pass the draft model itself, e.g. "
-        "`SpeculativeSampler.from_config({**config, 'draft': draft_model})`, or "
-        "save it once with `draft_model.save_to_preset(path)` and build the "
-        "sampler with `draft=path` (a preset name or path round-trips by name)."
-    )
-
-
-def _get_base_sampler(base_sampler):
-    if isinstance(base_sampler, (str, dict)):
-        base_sampler = keras_hub.samplers.get(base_sampler)
-    for cls in rejection.SUPPORTED_BASE_SAMPLERS:
-        if isinstance(base_sampler, cls):
-            overridden = (
-                type(base_sampler).get_next_token is not cls.get_next_token
-                or type(base_sampler).compute_probabilities
-                is not cls.compute_probabilities
-            )
-            if not overridden:
-                return base_sampler
-    raise ValueError(
-        "`base_sampler` must be one of 'greedy', 'random', 'top_k', 'top_p' "
-        "(or an instance of GreedySampler, RandomSampler, TopKSampler, "
-        "TopPSampler), whose next-token distribution speculative decoding "
-        f"can preserve exactly; got {base_sampler!r}. Beam and contrastive "
-        "search pick tokens from several candidates and cannot be verified "
-        "token by token."
-    )

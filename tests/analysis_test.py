@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tiny_models import noisy_copy, seq2seq_inputs, tiny_causal_lm, tiny_seq2seq_lm
 
-from keras_specdec import analysis
+from keras_specdec import analysis, measure
 
 
 def test_expected_tokens_per_step_is_a_truncated_geometric_sum():
@@ -91,7 +91,7 @@ def test_median_seconds_times_each_call_in_turn_after_warmup():
 
 def test_median_seconds_is_the_median(monkeypatch):
     clock = iter([0.0, 1.0, 10.0, 13.0, 20.0, 22.0])  # calls of 1, 3 and 2 s
-    monkeypatch.setattr(analysis.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
     assert analysis.median_seconds(lambda: None, 3, warmup=0) == 2.0
 
 
@@ -231,3 +231,61 @@ def test_estimate_alpha_does_not_depend_on_batch_size():
         analysis.estimate_alpha(
             target, draft, {"token_ids": ids, "padding_mask": mask[:3]}
         )
+
+
+@pytest.mark.parametrize(
+    "call, argument",
+    [
+        (lambda: analysis.expected_speedup(1.5, 4, 0.05), "alpha"),
+        (lambda: analysis.expected_speedup(-0.1, 4, 0.05), "alpha"),
+        (lambda: analysis.expected_speedup(0.8, 4, -0.05), "c"),
+        (lambda: analysis.expected_speedup(0.8, 2.5, 0.05), "gamma"),
+        (lambda: analysis.expected_speedup(0.8, -1, 0.05), "gamma"),
+        (lambda: analysis.expected_speedup(True, 4, 0.05), "alpha"),
+        (lambda: analysis.optimal_num_speculative_tokens(math.nan, 0.05), "alpha"),
+        (lambda: analysis.optimal_num_speculative_tokens(0.8, math.inf), "c"),
+        (
+            lambda: analysis.optimal_num_speculative_tokens(0.8, 0.05, max_gamma=0),
+            "max_gamma",
+        ),
+        (lambda: analysis.expected_tokens_per_step(np.float32("nan"), 4), "alpha"),
+        (lambda: analysis.expected_ops_increase(0.8, 4, -1.0), "c_hat"),
+        (lambda: analysis.speedup_lower_bound(2.0, 0.1), "alpha"),
+        (lambda: analysis.speedup_lower_bound(0.5, math.nan), "c"),
+        (
+            lambda: analysis.expected_speedup_with_verify_cost(0.8, 4, 0.05, 0.0),
+            "verify_cost",
+        ),
+        (
+            lambda: analysis.expected_speedup_with_verify_cost(0.8, 4, 0.05, math.inf),
+            "verify_cost",
+        ),
+    ],
+)
+def test_theory_refuses_numbers_outside_its_domain(call, argument):
+    # These returned numbers (alpha = 1.5 gave a speedup, nan an optimal gamma).
+    with pytest.raises(ValueError, match=f"`{argument}` must be"):
+        call()
+
+
+def test_theory_on_tensors_stays_unchecked_inside_a_compiled_loop():
+    # `rounds.TheoremSchedule` calls it on traced values: no Python checks.
+    import jax
+    import jax.numpy as jnp
+
+    speedup = jax.jit(analysis.expected_speedup_with_verify_cost)(
+        jnp.float32(0.8), jnp.array([1.0, 4.0]), 0.05, jnp.array([1.0, 2.0])
+    )
+    np.testing.assert_allclose(
+        speedup,
+        [
+            analysis.expected_speedup_with_verify_cost(0.8, 1, 0.05, 1.0),
+            analysis.expected_speedup_with_verify_cost(0.8, 4, 0.05, 2.0),
+        ],
+        rtol=1e-6,
+    )
+    # Arrays of alphas are not checked either (vectorised use).
+    assert np.all(np.isfinite(analysis.expected_speedup(np.array([0.2, 0.9]), 3, 0.1)))
+    # The edges of the domain are fine.
+    assert analysis.expected_tokens_per_step(1, 4) == 5.0
+    assert analysis.expected_tokens_per_step(np.float64(0.0), np.int64(0)) == 1.0

@@ -295,3 +295,25 @@ def test_a_draft_that_proposes_fewer_keeps_greedy_identity():
     stats = sampler.stats()
     # Some rounds propose (index mod 3 > 0), none more than 2 per row.
     assert 0 < stats["proposed_tokens"] <= 2 * stats["row_target_calls"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        (dict(vocabulary_size=48, max_ngram=1.5), "max_ngram"),
+        (dict(vocabulary_size=48, min_ngram=1.0), "min_ngram"),
+        (dict(vocabulary_size=48, max_ngram=True), "max_ngram"),
+        (dict(vocabulary_size=48, max_ngram="3"), "max_ngram"),
+        (dict(vocabulary_size=48, min_ngram=0), "min_ngram"),
+        (dict(vocabulary_size=48, max_ngram=2, min_ngram=3), "min_ngram"),
+        (dict(vocabulary_size=48.5), "vocabulary_size"),
+        (dict(vocabulary_size=0), "vocabulary_size"),
+    ],
+)
+def test_prompt_lookup_refuses_arguments_that_are_not_ints(kwargs, argument):
+    # max_ngram=1.5 used to be accepted and fail inside tracing with
+    # "'float' object cannot be interpreted as an integer".
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        drafts.PromptLookupDraft(**kwargs)
+    draft = drafts.PromptLookupDraft(np.int64(48), np.int32(3), np.int64(2))
+    assert (type(draft.max_ngram), type(draft.min_ngram)) == (int, int)

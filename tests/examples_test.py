@@ -380,3 +380,24 @@ def test_demo_sampled_times_the_same_work_without_warnings(capsys):
     prompt_tokens = len(target.preprocessor.tokenizer("def add(a, b):\n")) + 1
     assert stats["emitted_tokens"] == 24 - prompt_tokens
     assert plain.startswith("def add(a, b):") and spec.startswith("def add(a, b):")
+
+
+def test_quickstart_help_exits_before_loading_models():
+    # `--help` used to run the whole generation (three compiles).
+    check = (
+        "import runpy, sys\n"
+        "sys.argv = ['quickstart.py', '--help']\n"
+        "try:\n"
+        f"    runpy.run_path({os.path.join(EXAMPLES, 'quickstart.py')!r}, "
+        "run_name='__main__')\n"
+        "except SystemExit as exit:\n"
+        "    print('exit', exit.code)\n"
+        "print('keras_hub imported:', 'keras_hub' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: quickstart.py" in result.stdout
+    assert "exit 0" in result.stdout
+    assert "keras_hub imported: False" in result.stdout

@@ -5,6 +5,7 @@ import keras_hub
 import numpy as np
 import pytest
 
+import keras_specdec
 from keras_specdec import rejection
 
 LOGITS = np.log(
@@ -105,3 +106,63 @@ def test_greedy_verify_accepts_matching_prefix():
     )
     np.testing.assert_array_equal(np.asarray(num_accepted), [2, 1])
     np.testing.assert_array_equal(np.asarray(out), [[1, 2, 3], [1, 4, 3]])
+
+
+@pytest.mark.parametrize(
+    "sampler, argument",
+    [
+        (keras_hub.samplers.TopKSampler(k=0), "k"),
+        (keras_hub.samplers.TopKSampler(k=2.5), "k"),
+        (keras_hub.samplers.TopPSampler(p=0.0), "p"),
+        (keras_hub.samplers.TopPSampler(p=1.5), "p"),
+        (keras_hub.samplers.TopPSampler(p=float("nan")), "p"),
+        (keras_hub.samplers.TopPSampler(p=0.9, k=0), "k"),
+        (keras_hub.samplers.RandomSampler(temperature=0.0), "temperature"),
+        (keras_hub.samplers.RandomSampler(temperature=-1.0), "temperature"),
+        (keras_hub.samplers.TopKSampler(k=3, temperature=float("nan")), "temperature"),
+        (
+            keras_hub.samplers.TopPSampler(p=0.9, temperature=float("inf")),
+            "temperature",
+        ),
+        (keras_hub.samplers.GreedySampler(temperature=-1.0), "temperature"),
+    ],
+)
+def test_base_sampler_settings_without_a_distribution_are_refused(sampler, argument):
+    # KerasHub builds these without a word; TopKSampler(k=0) then gave
+    # all-zero output under speculative decoding. Refused at construction,
+    # before any compile, naming the setting.
+    draft = keras_specdec.drafts.UnigramDraft(np.ones(8))
+    with pytest.raises(ValueError, match=f"`{argument}`|{argument}="):
+        keras_specdec.SpeculativeSampler(draft, base_sampler=sampler)
+    with pytest.raises(ValueError, match=f"`{argument}`|{argument}="):
+        rejection.get_base_sampler(sampler)
+
+
+def test_valid_base_sampler_settings_are_kept():
+    for sampler in (
+        keras_hub.samplers.TopKSampler(k=np.int64(1)),
+        keras_hub.samplers.TopPSampler(p=1, k=4, temperature=0.5),
+        keras_hub.samplers.RandomSampler(temperature=np.float32(2.0)),
+        "greedy",
+        {"class_name": "top_k", "config": {"k": 3}},
+    ):
+        assert isinstance(
+            rejection.get_base_sampler(sampler), rejection.SUPPORTED_BASE_SAMPLERS
+        )
+
+
+def test_one_temperature_to_sampler_function():
+    # distill, the examples and the benchmark each had their own, returning
+    # different types ("greedy" or a GreedySampler).
+    from keras_specdec import distill
+
+    assert distill.base_sampler_for is rejection.base_sampler_for
+    assert isinstance(rejection.base_sampler_for(0), keras_hub.samplers.GreedySampler)
+    sampler = rejection.base_sampler_for(0.7, seed=3)
+    assert type(sampler) is keras_hub.samplers.RandomSampler
+    assert (sampler.temperature, sampler.seed) == (0.7, 3)
+    top_p = rejection.base_sampler_for(0.7, top_p=0.9)
+    assert type(top_p) is keras_hub.samplers.TopPSampler and top_p.p == 0.9
+    for bad in (-0.1, float("nan"), None, "1"):
+        with pytest.raises(ValueError, match="`temperature`"):
+            rejection.base_sampler_for(bad)

@@ -145,3 +145,27 @@ def test_row_limits_stop_after_the_last_rows_first_stop_token():
     state = state._replace(index=ops.convert_to_tensor(np.array([4, 3], "int32")))
     # Row 1 has not produced its stop yet: everyone runs to max_length.
     assert as_list(rounds.row_limits(setup, state)) == [10, 10]
+
+
+def test_row_limits_see_stop_ids_in_the_starting_buffer():
+    # KerasHub's loop condition reads the whole buffer: with stop id 0 (the
+    # padding id) every row that still has padding is done at once.
+    prompt = np.array([[1, 2, 0, 0, 0, 0], [3, 0, 0, 0, 0, 0]], "int32")
+    forced = np.array([[1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]], bool)
+    setup = setup_for(None, None, 2, 6, 2, stop_token_ids=(0,))._replace(
+        forced=ops.pad(ops.convert_to_tensor(forced), [[0, 0], [0, 2]]),
+        prompt=ops.convert_to_tensor(prompt),
+    )
+    state = state_for(prompt, [2, 1], 2)
+    assert as_list(rounds.row_limits(setup, state)) == [0, 0]
+    assert as_list(rounds.output_tokens(setup, state, prompt)) == prompt.tolist()
+    # A full-length prompt has no padding: that row is never done, so every
+    # row runs to max_length (KerasHub's loop does not stop either).
+    prompt[1] = [3, 4, 5, 6, 7, 8]
+    forced[1] = True
+    setup = setup._replace(
+        forced=ops.pad(ops.convert_to_tensor(forced), [[0, 0], [0, 2]]),
+        prompt=ops.convert_to_tensor(prompt),
+    )
+    state = state_for(prompt, [2, 6], 2)
+    assert as_list(rounds.row_limits(setup, state)) == [6, 6]

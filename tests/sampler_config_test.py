@@ -337,3 +337,57 @@ def test_real_vocabulary_mismatch_is_refused():
     target.compile(sampler=sampler)
     with pytest.raises(ValueError, match="no tokenizer attached"):
         target.generate(token_batch(), stop_token_ids=None)
+
+
+def test_resolve_checks_and_normalises_every_argument_without_a_model():
+    # The constructor's checks live in `sampler_config` (no compile needed).
+    from keras_specdec import sampler_config
+
+    config = sampler_config.resolve(
+        {
+            "class_name": "UnigramDraft",
+            "registered_name": "keras_specdec>UnigramDraft",
+            "config": drafts.UnigramDraft(np.ones(VOCAB)).get_config(),
+        },
+        "auto",
+        "top_k",
+        np.int64(6),
+        "theorem",
+        None,
+        {"2": np.float64(1.5)},
+    )
+    assert isinstance(config.draft, drafts.UnigramDraft)
+    assert config.draft_preset is None
+    assert config.max_speculative_tokens == 6
+    assert config.cost_coefficient == 0.0  # a model-free draft under "theorem"
+    assert config.verify_costs == {2: 1.5}
+    assert isinstance(config.base_sampler, keras_hub.samplers.TopKSampler)
+    with pytest.raises(ValueError, match="takes no `temperature`"):
+        keras_specdec.SpeculativeSampler(
+            drafts.UnigramDraft(np.ones(VOCAB)), temperature=0.5
+        )
+    with pytest.raises(ValueError, match="needs a draft"):
+        keras_specdec.SpeculativeSampler(temperature=0.5)
+
+
+@pytest.mark.parametrize(
+    "verify_costs",
+    [
+        {1: float("nan")},
+        {1: float("inf")},
+        {1: 1.2, 2: float("-inf")},
+        {1: 0},
+        {1: -1.0},
+        {0: 1.0},
+        {1.5: 1.0},
+        {True: 1.0},
+        {1: "1.5"},
+        {},
+        [1, 2],
+    ],
+)
+def test_verify_costs_that_are_not_finite_positive_are_refused(verify_costs):
+    # nan and inf used to be accepted (0 and -1 were refused).
+    draft = drafts.UnigramDraft(np.ones(VOCAB))
+    with pytest.raises(ValueError, match="`verify_costs` must map gamma"):
+        keras_specdec.SpeculativeSampler(draft, "auto", verify_costs=verify_costs)

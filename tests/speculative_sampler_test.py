@@ -1,6 +1,7 @@
 """Behaviour of `SpeculativeSampler` on tiny KerasHub models (JAX, CPU)."""
 
 import math
+import threading
 
 import helpers
 import keras
@@ -348,3 +349,66 @@ def test_draft_weights_are_not_baked_into_the_program(monkeypatch):
     (small, small_len), (big, big_len) = sorted(sizes.items())
     assert big - small > 800_000  # 3.2 MB more float32 weights
     assert abs(big_len - small_len) < 20_000  # program text barely changes
+
+
+@pytest.mark.parametrize(
+    "prompts",
+    [
+        # Every row has padding (id 0) after its prompt: KerasHub's loop
+        # condition, `any_equal(prompt, stop_token_ids, ~mask)`, sees the
+        # padding as stop tokens and stops before generating anything.
+        [[1, 2], [3], []],
+        # A full-length row has no padding: it never "stops", so every row
+        # generates to max_length, stop id 0 or not.
+        [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [3], [4, 5, 6]],
+    ],
+)
+def test_stop_token_equal_to_the_padding_id_matches_plain_generate(prompts):
+    # Speculative decoding used to generate the full length in the first case.
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    draft = noisy_copy(target, noise=0.5, seed=2)
+    batch = helpers.ragged_batch(prompts, 10)
+    expected = generate(target, "greedy", *batch, stop_token_ids=(0,))
+    out = generate(
+        target, keras_specdec.SpeculativeSampler(draft, 3), *batch, stop_token_ids=(0,)
+    )
+    np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
+    np.testing.assert_array_equal(out["padding_mask"], expected["padding_mask"])
+    if len(prompts[0]) < 10:
+        assert expected["token_ids"].tolist()[0] == [1, 2] + [0] * 8
+        assert expected["padding_mask"].tolist()[0] == [True] * 3 + [False] * 7
+
+
+def test_stats_count_every_call_when_threads_share_one_compiled_model():
+    # KerasHub's generate() reads the sampler's variables, runs the compiled
+    # program and writes them back: counters updated inside the program as
+    # total + this call's counts lost the calls of other threads (4 threads:
+    # 55 or 110 emitted tokens counted of 220). The program now returns only
+    # its own counts and the write-back adds them under a lock.
+    target = tiny_causal_lm("gpt2", "target", seed=1)
+    sampler = keras_specdec.SpeculativeSampler(noisy_copy(target, 0.5, seed=2), 3)
+    target.compile(sampler=sampler)
+    inputs = generate_inputs("gpt2", *ragged_batch(16))
+    target.generate(inputs, stop_token_ids=None)  # compiles
+    one_call = sampler.stats()
+    assert one_call["emitted_tokens"] > 0
+    sampler.reset_stats()
+    assert sampler.stats()["emitted_tokens"] == 0
+    num_threads, calls = 4, 2
+    barrier = threading.Barrier(num_threads)
+
+    def run():
+        barrier.wait()
+        for _ in range(calls):
+            target.generate(inputs, stop_token_ids=None)
+
+    threads = [threading.Thread(target=run) for _ in range(num_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = sampler.stats()
+    # Greedy decoding: every call counts the same.
+    for name in keras_specdec.speculative_sampler.STAT_NAMES:
+        assert stats[name] == num_threads * calls * one_call[name], name
+    assert sampler.trace_count == 1
