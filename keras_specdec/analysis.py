@@ -20,7 +20,8 @@ def acceptance_rate(target_probs, draft_probs, *, per_position=False):
     """beta = sum_x min(p(x), q(x)) per position (Theorem 3.5, Corollary 3.6).
 
     Args:
-        target_probs, draft_probs: arrays `(..., vocab)`, p and q.
+        target_probs: array `(..., vocab)`, p.
+        draft_probs: array `(..., vocab)`, q.
         per_position: return beta at every position instead of its mean alpha.
 
     >>> p = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
@@ -382,8 +383,8 @@ def estimate_alpha(
     alpha before and after training with it.
 
     Args:
-        target, draft: KerasHub causal LMs, or seq2seq LMs, sharing a
-            vocabulary.
+        target: a KerasHub causal LM or seq2seq LM.
+        draft: a model of the same kind sharing the target's vocabulary.
         inputs: what `generate()` takes, with the whole text: for a causal
             LM, strings (tokenized by the target's preprocessor, with its
             start and end tokens) or a dict of `token_ids` and `padding_mask`
