@@ -84,7 +84,8 @@ def divergence(target_logits, draft_logits, *, temperature=1.0, kind="forward_kl
     next-token distributions at `temperature` (see the module docstring).
 
     Args:
-        target_logits, draft_logits: float `(..., vocab)`.
+        target_logits: float `(..., vocab)`.
+        draft_logits: float `(..., vocab)`.
         temperature: float >= 0; 0 stands for greedy decoding (p one-hot).
         kind: one of "forward_kl", "tvd", "reverse_kl".
 

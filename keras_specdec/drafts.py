@@ -358,7 +358,8 @@ class PromptLookupDraft(Draft):
 
     Args:
         vocabulary_size: the target's vocabulary size.
-        max_ngram, min_ngram: n-gram lengths to match.
+        max_ngram: the longest n-gram to match.
+        min_ngram: the shortest n-gram to match.
     """
 
     def __init__(self, vocabulary_size, max_ngram=3, min_ngram=1):

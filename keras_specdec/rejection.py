@@ -375,7 +375,8 @@ def greedy_verify(
     Args:
         draft_token_ids: int `(batch, gamma)`.
         target_logits: float `(batch, gamma + 1, vocab)`.
-        forced, forced_token_ids: `(batch, gamma + 1)`, as in
+        forced: bool `(batch, gamma + 1)`, as in `rejection_sample`.
+        forced_token_ids: int `(batch, gamma + 1)`, as in
             `rejection_sample`.
         num_proposed: optional int32 scalar or `(batch,)`, as in
             `rejection_sample`.
