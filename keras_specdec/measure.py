@@ -274,8 +274,8 @@ def estimate_alpha(
     alpha before and after training with it.
 
     Args:
-        target, draft: KerasHub causal LMs, or seq2seq LMs, sharing a
-            vocabulary.
+        target: a KerasHub causal LM or seq2seq LM.
+        draft: a model of the same kind sharing the target's vocabulary.
         inputs: what `generate()` takes, with the whole text: for a causal
             LM, strings (tokenized by the target's preprocessor, with its
             start and end tokens) or a dict of `token_ids` and `padding_mask`

@@ -65,7 +65,8 @@ def acceptance_rate(target_probs, draft_probs, *, per_position=False):
     """beta = sum_x min(p(x), q(x)) per position (Theorem 3.5, Corollary 3.6).
 
     Args:
-        target_probs, draft_probs: arrays `(..., vocab)`, p and q.
+        target_probs: array `(..., vocab)`, p.
+        draft_probs: array `(..., vocab)`, q.
         per_position: return beta at every position instead of its mean alpha.
 
     >>> p = np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]])
