@@ -351,7 +351,7 @@ def block_acceptance_probabilities(
     # p(x) / q(x) (batch, gamma); q(x) > 0 for every proposal that was drawn,
     # 0 past num_proposed (those weights are never used).
     ratio = ops.where(q_x > 0.0, p_x / ops.where(q_x > 0.0, q_x, 1.0), 0.0)
-    weight = ops.ones_like(ratio[:, 0])  # (batch,) w_0
+    weight = ops.ones_like(target_probs[:, 0, 0])  # (batch,) w_0
     weights = [weight]
     for i in range(gamma):  # gamma is static and small
         weight = ops.minimum(weight * ratio[:, i], 1.0)
@@ -371,7 +371,7 @@ def block_acceptance_probabilities(
     )
     stop_probs = ops.minimum(stop_probs, 1.0)
     candidate = ops.concatenate(
-        [ops.ones_like(proposed[:, :1]), proposed], axis=1
+        [ops.ones((ops.shape(proposed)[0], 1), "bool"), proposed], axis=1
     )  # (batch or 1, gamma + 1): tau in 0 .. num_proposed
     stop_probs = ops.where(candidate, stop_probs, 0.0)
     stop_probs = ops.where(
@@ -434,9 +434,12 @@ def block_rejection_sample(
     )  # (batch, gamma): eta_1 .. eta_gamma
     stops = uniform < stop_probs[:, 1:]  # (batch, gamma)
     positions = ops.arange(1, gamma + 1, dtype="int32")[None, :]
-    num_accepted = ops.max(
-        ops.where(stops, positions, 0), axis=1
-    )  # (batch,) tau: the last position that stops
+    # tau: the last position that stops (0 if none; a round of size 0 is a
+    # plain step: the token is drawn from p_0).
+    stopped_at = ops.pad(
+        ops.where(stops, positions, 0), [[0, 0], [1, 0]]
+    )  # (batch, gamma + 1), a leading 0 column
+    num_accepted = ops.max(stopped_at, axis=1)  # (batch,)
     num_accepted = ops.cast(num_accepted, "int32")
 
     # The residual at tau: norm(max(0, w_tau p_tau - q_tau)); tau = n: p_n.

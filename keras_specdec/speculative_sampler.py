@@ -12,6 +12,9 @@ from keras import ops, random
 from keras_specdec import model_utils, rejection, rounds
 from keras_specdec.drafts import Draft
 
+# `verification=`: how a round's proposals are judged (`rounds.accept`).
+VERIFICATIONS = ("token", "block")
+
 # Order of the counters in the `stats` variable (`rounds.SpeculativeStats`).
 STAT_NAMES = rounds.SpeculativeStats._fields
 
@@ -118,6 +121,14 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             (CPUs, small models) the `"theorem"` schedule then maximises
             `(1 - alpha^(gamma+1)) / ((1 - alpha)(gamma c + v))` instead,
             over the measured gammas only.
+        verification: `"token"` (Leviathan et al.: each proposal accepted
+            with min(1, p / q) on its own, stopping at the first rejection)
+            or `"block"` (block verification, Sun et al., 2024, "Block
+            Verification Accelerates Speculative Decoding", Algorithm 2: the
+            block is judged jointly, keeping the same exact distribution with
+            the same model calls and never fewer accepted tokens in
+            expectation; equal for point-mass drafts such as prompt lookup).
+            Greedy decoding is the same either way.
 
     Counters (since the last `reset_stats()`) come from `stats()`:
     `target_calls`, `draft_tokens` (judged proposals), `accepted_tokens`,
@@ -158,6 +169,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         gamma_schedule="theorem",
         cost_coefficient=None,
         verify_costs=None,
+        verification="token",
         **kwargs,
     ):
         if draft is None:
@@ -219,6 +231,14 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                     "range(1, 9))`."
                 )
         self.verify_costs = verify_costs
+        if verification not in VERIFICATIONS:
+            raise ValueError(
+                '`verification` must be "token" (each draft token tested on its '
+                'own, Leviathan et al.) or "block" (the draft block judged '
+                "jointly, Sun et al. 2024: same distribution, never fewer "
+                f"accepted tokens in expectation), got {verification!r}."
+            )
+        self.verification = verification
         self.base_sampler = _get_base_sampler(base_sampler)
         if seed is None:
             seed = getattr(self.base_sampler, "seed", None)
@@ -425,6 +445,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             # Rounds of several sizes ("auto", or a draft that proposes
             # fewer) draft in a loop to the round's size.
             loop_draft_steps=adaptive or _proposes_fewer(self.draft),
+            verification=self.verification,
         )
         # 3. Rows with an empty prompt take KerasHub's own first step.
         seed = None if greedy else self.seed_generator.next()
@@ -594,6 +615,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             ),
             "base_sampler": keras_hub.samplers.serialize(self.base_sampler),
             "seed": self.seed,
+            "verification": self.verification,
         }
 
 

@@ -342,3 +342,35 @@ def test_block_accepts_at_least_as_many_as_token_level(vocab, gamma, point_mass)
         np.testing.assert_allclose(gains, 0.0, atol=1e-5)
     else:
         assert max(gains) > 1e-3  # not vacuous: block verification gains
+
+
+def test_sampler_option_is_validated_and_serialized():
+    import keras_hub
+
+    import keras_specdec
+    from keras_specdec import drafts
+
+    unigram = drafts.UnigramDraft(np.ones(8))
+    assert keras_specdec.SpeculativeSampler(unigram, 2).verification == "token"
+    sampler = keras_specdec.SpeculativeSampler(unigram, 2, verification="block")
+    assert sampler.get_config()["verification"] == "block"
+    restored = keras_hub.samplers.get(keras_hub.samplers.serialize(sampler))
+    assert restored.verification == "block"
+    with pytest.raises(ValueError, match='`verification` must be "token"'):
+        keras_specdec.SpeculativeSampler(unigram, 2, verification="tree")
+
+
+def test_round_of_size_zero_is_a_plain_step():
+    """gamma = 0 (prompt lookup with no match): the token is drawn from p."""
+    p = np.array([[[0.0, 1.0, 0.0]], [[0.0, 0.0, 1.0]]], "float32")
+    output, num_accepted = rejection.block_rejection_sample(
+        np.zeros((2, 0), "int32"),
+        np.zeros((2, 0, 3), "float32"),
+        p,
+        np.zeros((2, 1), bool),
+        np.zeros((2, 1), "int32"),
+        keras.random.SeedGenerator(0),
+        num_proposed=np.zeros(2, "int32"),
+    )
+    np.testing.assert_array_equal(np.asarray(num_accepted), [0, 0])
+    np.testing.assert_array_equal(np.asarray(output), [[1], [2]])
