@@ -162,8 +162,8 @@ def test_auto_needs_cost_coefficient_for_model_drafts():
 
 @pytest.mark.parametrize(
     "schedule,verification",
-    [("theorem", "token"), ("heuristic", "token"), ("heuristic", "block")],
-    ids=["theorem", "heuristic", "heuristic-block"],
+    [("theorem", "block"), ("heuristic", "block"), ("heuristic", "token")],
+    ids=["theorem", "heuristic", "heuristic-token"],
 )
 def test_auto_gamma_sequence_distribution_is_exact(schedule, verification):
     target = tiny_gpt2(seed=1)
@@ -177,7 +177,7 @@ def test_auto_gamma_sequence_distribution_is_exact(schedule, verification):
         max_speculative_tokens=3,
         gamma_schedule=schedule,
         cost_coefficient=0.3,
-        verification=verification,  # "block": rounds of every size judged jointly
+        verification=verification,  # rounds of every size, both verifiers
     )
     samples = sample_many(target, sampler, inputs, 100_000, seed=5)
     exact = exact_joint(target, np.array([1, 2, 3]), 4, base)

@@ -351,11 +351,11 @@ def test_sampler_option_is_validated_and_serialized():
     from keras_specdec import drafts
 
     unigram = drafts.UnigramDraft(np.ones(8))
-    assert keras_specdec.SpeculativeSampler(unigram, 2).verification == "token"
-    sampler = keras_specdec.SpeculativeSampler(unigram, 2, verification="block")
-    assert sampler.get_config()["verification"] == "block"
+    assert keras_specdec.SpeculativeSampler(unigram, 2).verification == "block"
+    sampler = keras_specdec.SpeculativeSampler(unigram, 2, verification="token")
+    assert sampler.get_config()["verification"] == "token"
     restored = keras_hub.samplers.get(keras_hub.samplers.serialize(sampler))
-    assert restored.verification == "block"
+    assert restored.verification == "token"
     with pytest.raises(ValueError, match='`verification` must be "token"'):
         keras_specdec.SpeculativeSampler(unigram, 2, verification="tree")
 

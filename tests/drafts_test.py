@@ -104,13 +104,13 @@ def test_fit_from_tf_data_and_round_trip():
 @pytest.mark.parametrize(
     "kind,verification",
     [
-        ("unigram", "token"),
-        ("bigram", "token"),
-        ("prompt_lookup", "token"),
-        # q a point mass, rounds of size 0 .. gamma, judged as a block.
+        ("unigram", "block"),
+        ("bigram", "block"),
+        # q a point mass, rounds of size 0 .. gamma, both verifiers.
         ("prompt_lookup", "block"),
+        ("prompt_lookup", "token"),
     ],
-    ids=["unigram", "bigram", "prompt_lookup", "prompt_lookup-block"],
+    ids=["unigram", "bigram", "prompt_lookup", "prompt_lookup-token"],
 )
 def test_sequence_distribution_is_exact_with_model_free_drafts(kind, verification):
     target = tiny_gpt2(seed=1)
