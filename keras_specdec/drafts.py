@@ -33,10 +33,11 @@ XLA program of `generate()`.
 """
 
 import keras
+import keras_hub
 import numpy as np
 from keras import ops
 
-from keras_specdec import rejection
+from keras_specdec import model_utils, rejection
 
 NEVER = rejection.NEVER_LOGIT  # the earlier name of `rejection.NEVER_LOGIT`
 
@@ -350,19 +351,35 @@ class PromptLookupDraft(Draft):
     `prompt_lookup_num_tokens`, vLLM's ngram proposer). The longest n-gram
     (`max_ngram` down to `min_ngram`) with an earlier match wins.
 
+    Encoder-decoder targets (T5, BART, T5Gemma): the encoder's input (the
+    source) is searched too, with the decoder's last n tokens as the key, so
+    output that copies spans of the source (summarization, extraction,
+    editing, code translation) is proposed from the source. Longest match
+    first; at equal length the decoder's own tokens win, then the latest
+    occurrence in the source: what decoder-only prompt lookup does on the
+    source followed by the output. `search_encoder=False` searches the
+    decoder's tokens only.
+
     Like HF's prompt lookup it proposes only what matched: `max_proposals`
     gives per row the number of tokens that follow the match (`num_matched`,
-    at most gamma; 0 when no n-gram matches), and the sampler makes a round
-    with no proposals a plain target step. Deterministic: q is a point mass
-    on each proposal, so sampling stays exact.
+    at most gamma, up to the end of the source for a source match; 0 when no
+    n-gram matches), and the sampler makes a round with no proposals a plain
+    target step. Deterministic: q is a point mass on each proposal, so
+    sampling stays exact.
 
     Args:
         vocabulary_size: the target's vocabulary size.
         max_ngram: the longest n-gram to match.
         min_ngram: the shortest n-gram to match.
+        search_encoder: with an encoder-decoder target, also search the
+            encoder's input (default True). The inputs of the current
+            `generate()` call are read with
+            `model_utils.current_generate_inputs` (so constructing this draft
+            wraps the `generate_step` of KerasHub's `Seq2SeqLM` classes to
+            publish them); with a causal target there is nothing to search.
     """
 
-    def __init__(self, vocabulary_size, max_ngram=3, min_ngram=1):
+    def __init__(self, vocabulary_size, max_ngram=3, min_ngram=1, search_encoder=True):
         vocabulary_size = _check_vocabulary_size(vocabulary_size, "PromptLookupDraft")
         for name, value in (("max_ngram", max_ngram), ("min_ngram", min_ngram)):
             if isinstance(value, (bool, np.bool_)) or not isinstance(
@@ -378,53 +395,99 @@ class PromptLookupDraft(Draft):
                 f"n-gram lengths to match), got min_ngram={min_ngram}, "
                 f"max_ngram={max_ngram}."
             )
+        if not isinstance(search_encoder, (bool, np.bool_)):
+            raise ValueError(
+                "`search_encoder` must be True (also search an encoder-decoder "
+                "target's encoder input) or False (the decoder's tokens only), "
+                f"got {search_encoder!r}."
+            )
         self.vocabulary_size = vocabulary_size
         self.max_ngram = int(max_ngram)
         self.min_ngram = int(min_ngram)
+        self.search_encoder = bool(search_encoder)
+        if self.search_encoder:
+            _publish_seq2seq_generate_inputs()
 
     def init_state(self, token_ids, padding_mask):
         return ops.cast(token_ids, "int32")  # (batch, max_length) mirror
 
-    def _latest_match(self, tokens, position):
+    def _ngram_matches(self, haystack, end, tokens, position, n):
+        """Where the n tokens before `position` in `tokens` occur in
+        `haystack`, as the position of their last token, which must be
+        < end - 1 (at least one token of the haystack follows).
+
+        Args:
+            haystack: int32 `(batch, length)`.
+            end: int32 `(batch,)`.
+            tokens: int32 `(batch, tokens_length)`, holds the key.
+            position: int32 `(batch,)`.
+            n: Python int.
+
+        Returns:
+            bool `(batch, length)`.
+        """
+        length = ops.shape(haystack)[1]
+        t = ops.arange(length, dtype="int32")[None, :]  # candidate match ends
+        match = (t >= n - 1) & (t < end[:, None] - 1)
+        for k in range(n):
+            at = ops.maximum(position - 1 - k, 0)[:, None]
+            query = ops.take_along_axis(tokens, at, axis=1)  # (batch, 1)
+            shifted = ops.roll(haystack, k, axis=1)  # shifted[:, t] = hay[t-k]
+            match = match & (shifted == query)
+        return match & (position[:, None] - n >= 0)
+
+    def _latest_match(self, tokens, position, encoder=None):
         """The longest n-gram ending at `position - 1` with an earlier
-        occurrence in tokens[:, :position - 1].
+        occurrence in tokens[:, :position - 1] (or, with `encoder`, in the
+        encoder's tokens; the decoder's wins at equal length).
 
         Args:
             tokens: int `(batch, length)`.
             position: int32 scalar or `(batch,)`.
+            encoder: optional `(encoder_token_ids, encoder_end)`, int32
+                `(batch, encoder_length)` and `(batch,)` (one past each row's
+                last encoder token).
 
         Returns:
-            `(found, last)`: bool `(batch,)`; int32 `(batch,)` the end of the
-            latest earlier occurrence of that n-gram (-1 if none).
+            `(found, last, in_encoder)`: bool `(batch,)`; int32 `(batch,)`
+            the end of the latest occurrence of that n-gram (-1 if none);
+            bool `(batch,)`, whether it is in the encoder's tokens.
         """
         batch, length = ops.shape(tokens)
         tokens = ops.cast(tokens, "int32")
         position = ops.cast(position, "int32") + ops.zeros((batch,), "int32")
-        t = ops.arange(length, dtype="int32")[None, :]  # candidate match ends
         found = ops.zeros((batch,), dtype="bool")
+        in_encoder = ops.zeros((batch,), dtype="bool")
         last = ops.full((batch,), -1, dtype="int32")
+        t = ops.arange(length, dtype="int32")[None, :]
         for n in range(self.max_ngram, self.min_ngram - 1, -1):
-            # earlier occurrences end before position - 1
-            match = (t >= n - 1) & (t < position[:, None] - 1)
-            for k in range(n):
-                at = ops.maximum(position - 1 - k, 0)[:, None]
-                query = ops.take_along_axis(tokens, at, axis=1)  # (batch, 1)
-                shifted = ops.roll(tokens, k, axis=1)  # shifted[:, t] = tok[t-k]
-                match = match & (shifted == query)
-            match = match & (position[:, None] - n >= 0)
-            latest = ops.max(ops.where(match, t, -1), axis=1)  # (batch,)
+            # Earlier occurrences in the decoder end before position - 1.
+            match = self._ngram_matches(tokens, position, tokens, position, n)
             use = ops.any(match, axis=1) & ~found
-            last = ops.where(use, latest, last)
+            last = ops.where(use, ops.max(ops.where(match, t, -1), axis=1), last)
+            if encoder is not None:
+                encoder_ids, encoder_end = encoder
+                source_t = ops.arange(ops.shape(encoder_ids)[1], dtype="int32")
+                source = self._ngram_matches(
+                    encoder_ids, encoder_end, tokens, position, n
+                )
+                use_source = ops.any(source, axis=1) & ~found & ~use
+                latest = ops.max(ops.where(source, source_t[None, :], -1), axis=1)
+                last = ops.where(use_source, latest, last)
+                in_encoder = in_encoder | use_source
+                use = use | use_source
             found = found | use
-        return found, last
+        return found, last, in_encoder
 
     def _propose(self, tokens, position):
         """Proposal for `position` from tokens[:, :position]. (batch,)
 
         The token after the latest match; with no match the last token
-        again (never judged: `max_proposals` is 0 then)."""
+        again (never judged: `max_proposals` is 0 then). The decoder's
+        tokens only: `decode` runs per row, without the encoder's batch;
+        rounds use `propose_block`, which searches the encoder too."""
         length = ops.shape(tokens)[1]
-        found, last = self._latest_match(tokens, position)
+        found, last, _ = self._latest_match(tokens, position)
         at = ops.where(found, last + 1, ops.maximum(position - 1, 0))
         at = ops.minimum(at, length - 1)[:, None]
         return ops.take_along_axis(tokens, at, axis=1)[:, 0]
@@ -451,13 +514,76 @@ class PromptLookupDraft(Draft):
             tokens after the match (only the first num_matched are judged);
             int32 `(batch,)` as `max_proposals`.
         """
+        encoder_ids, encoder_mask = self._encoder_inputs()
+        return self.lookup(tokens, index, gamma, encoder_ids, encoder_mask)
+
+    def _encoder_inputs(self):
+        """The encoder inputs of the current `generate()` call, `(None,
+        None)` with a causal target or `search_encoder=False`."""
+        if not self.search_encoder:
+            return None, None
+        try:
+            inputs = model_utils.current_generate_inputs(self)
+        except ValueError:  # a causal target: nothing published
+            return None, None
+        return inputs["encoder_token_ids"], inputs["encoder_padding_mask"]
+
+    def lookup(self, tokens, index, gamma, encoder_token_ids=None,
+               encoder_padding_mask=None):  # fmt: skip
+        """`propose_block` with the encoder's input given explicitly.
+
+        Args:
+            tokens: int `(batch, length)`; positions before each row's index
+                are decided.
+            index: int32 `(batch,)`, each row's first undecided position.
+            gamma: Python int, the proposals to return per row.
+            encoder_token_ids: optional int `(batch, encoder_length)`, the
+                source to search as well.
+            encoder_padding_mask: bool `(batch, encoder_length)`, its valid
+                tokens (a row's source ends after its last valid token).
+
+        Returns:
+            `(draft_token_ids, num_matched)`: int32 `(batch, gamma)` and
+            int32 `(batch,)`, as `propose_block`.
+
+        >>> import numpy as np
+        >>> draft = PromptLookupDraft(16, max_ngram=2)
+        >>> # Decoder 1, 7, 8 (index 3); source 5, 7, 8, 9, 4: the bigram
+        >>> # (7, 8) continues with 9, 4 in the source.
+        >>> ids, n = draft.lookup(
+        ...     np.array([[1, 7, 8, 0, 0, 0]]), np.array([3]), 3,
+        ...     np.array([[5, 7, 8, 9, 4, 0]]), np.array([[1, 1, 1, 1, 1, 0]], bool))
+        >>> np.asarray(ids)[0, : int(n[0])].tolist()
+        [9, 4]
+        """
         length = ops.shape(tokens)[1]
-        found, last = self._latest_match(tokens, index)
-        following = ops.cast(index, "int32") - 1 - last  # (batch,)
+        tokens = ops.cast(tokens, "int32")
+        index = ops.cast(index, "int32")
+        encoder = None
+        if encoder_token_ids is not None:
+            encoder_token_ids = ops.cast(encoder_token_ids, "int32")
+            encoder_length = ops.shape(encoder_token_ids)[1]
+            source_t = ops.arange(encoder_length, dtype="int32")[None, :]
+            encoder_end = (
+                ops.max(ops.where(encoder_padding_mask, source_t, -1), axis=1) + 1
+            )  # (batch,) one past each row's last source token
+            encoder = (encoder_token_ids, encoder_end)
+        found, last, in_encoder = self._latest_match(tokens, index, encoder)
+        offsets = ops.arange(gamma, dtype="int32")[None, :]
+        at = last[:, None] + 1 + offsets  # (batch, gamma)
+        draft_token_ids = ops.take_along_axis(
+            tokens, ops.clip(at, 0, length - 1), axis=1
+        )
+        following = index - 1 - last  # (batch,) decided tokens after the match
+        if encoder is not None:
+            from_source = ops.take_along_axis(
+                encoder_token_ids, ops.clip(at, 0, encoder_length - 1), axis=1
+            )
+            draft_token_ids = ops.where(
+                in_encoder[:, None], from_source, draft_token_ids
+            )  # (batch, gamma)
+            following = ops.where(in_encoder, encoder_end - 1 - last, following)
         num_matched = ops.where(found, ops.clip(following, 0, gamma), 0)
-        at = last[:, None] + 1 + ops.arange(gamma, dtype="int32")[None, :]
-        at = ops.clip(at, 0, length - 1)  # (batch, gamma)
-        draft_token_ids = ops.take_along_axis(ops.cast(tokens, "int32"), at, axis=1)
         return draft_token_ids, ops.cast(num_matched, "int32")
 
     def decode(self, state, token_ids, index):
@@ -475,4 +601,20 @@ class PromptLookupDraft(Draft):
             "vocabulary_size": self.vocabulary_size,
             "max_ngram": self.max_ngram,
             "min_ngram": self.min_ngram,
+            "search_encoder": self.search_encoder,
         }
+
+
+def _publish_seq2seq_generate_inputs():
+    """Publish the `generate()` inputs of every KerasHub `Seq2SeqLM` family
+    (`model_utils.publish_generate_inputs`, once per class): a model-free
+    draft does not know its target's family when the sampler is built."""
+    for name in dir(keras_hub.models):
+        cls = getattr(keras_hub.models, name)
+        if not (isinstance(cls, type) and issubclass(cls, keras_hub.models.Seq2SeqLM)):
+            continue
+        owner = next((c for c in cls.__mro__ if "generate_step" in c.__dict__), None)
+        # Only a Seq2SeqLM's own generate_step (not CausalLM's, which the
+        # Seq2SeqLM base class inherits).
+        if owner is not None and issubclass(owner, keras_hub.models.Seq2SeqLM):
+            model_utils.publish_generate_inputs(owner)

@@ -13,6 +13,9 @@ Two pieces:
   accept token x with probability min(1, p(x) / q(x)); at the first rejection
   draw the *recovered* token from norm(max(0, p - q)); when all gamma are
   accepted draw the *bonus* token from p_{gamma+1}.
+- `block_rejection_sample(...)` verifies the gamma draft tokens jointly
+  (block verification, Sun et al., 2024, Algorithm 2): same inputs, outputs
+  and random draws, never fewer accepted tokens in expectation.
 """
 
 import math
@@ -405,3 +408,202 @@ def greedy_verify(
     accepted = ops.logical_and(accepted, _proposed_mask(gamma, num_proposed))
     num_accepted = ops.sum(ops.cumprod(ops.cast(accepted, "int32"), axis=1), axis=1)
     return target_token_ids, num_accepted
+
+
+def block_acceptance_probabilities(
+    draft_token_ids, draft_probs, target_probs, forced, forced_token_ids,
+    num_proposed=None,
+):  # fmt: skip
+    """The quantities of block verification (Sun et al., 2024, Algorithm 2).
+
+    With x_1 .. x_n the row's proposals (n = num_proposed), p_i / q_i the
+    target's / draft's distributions after x_1 .. x_i (q_n = 0: nothing is
+    proposed after the block), the algorithm's weights are
+
+        w_0 = 1,   w_i = min(1, w_{i-1} p_{i-1}(x_i) / q_{i-1}(x_i)),
+
+    and the probability of stopping at i (keeping x_1 .. x_i, unless a later
+    position stops) is
+
+        h_i = r_i / (r_i + 1 - w_i),   r_i = sum_x max(0, w_i p_i(x) - q_i(x)),
+
+    for 1 <= i <= n (h_n = w_n since q_n = 0). `block_rejection_sample`
+    accepts tau = the largest i with eta_i <= h_i (0 if none).
+
+    Forced positions (prompt tokens) are decided in both processes: there p
+    and q are point masses on the forced token (so w does not change, and a
+    block never stops right before a forced position unless every later
+    position is accepted with certainty anyway).
+
+    Args:
+        draft_token_ids: int `(batch, gamma)`.
+        draft_probs: float32 `(batch, gamma, vocab)`, q at each proposal.
+        target_probs: float32 `(batch, gamma + 1, vocab)`, p at each proposal
+            and after the last one.
+        forced, forced_token_ids: `(batch, gamma + 1)`, as in
+            `rejection_sample`.
+        num_proposed: optional int32 scalar or `(batch,)` <= gamma.
+
+    Returns:
+        `(weights, stop_probs, target_probs, draft_probs)`:
+        weights float32 `(batch, gamma + 1)`, w_0 .. w_gamma;
+        stop_probs float32 `(batch, gamma + 1)`, h_0 .. h_gamma, zero past
+        num_proposed and h_0 = 1 (tau = 0 needs no test);
+        target_probs, draft_probs float32 `(batch, gamma + 1, vocab)`: p and
+        q with forced positions as point masses and q zero from num_proposed
+        on (slot gamma included), which the residual at tau is drawn from.
+
+    >>> import numpy as np
+    >>> # One proposal (token 0) on a 2-token vocabulary: w_1 = p/q = 0.5/0.8.
+    >>> q = np.array([[[0.8, 0.2]]], "float32")
+    >>> p = np.array([[[0.5, 0.5], [0.3, 0.7]]], "float32")
+    >>> w, h, _, _ = block_acceptance_probabilities(
+    ...     np.array([[0]]), q, p, np.zeros((1, 2), bool), np.zeros((1, 2), int))
+    >>> np.round(np.asarray(w), 4).tolist(), np.round(np.asarray(h), 4).tolist()
+    ([[1.0, 0.625]], [[1.0, 0.625]])
+    """
+    gamma = ops.shape(draft_token_ids)[1]
+    vocab = ops.shape(target_probs)[-1]
+    draft_token_ids = ops.cast(draft_token_ids, "int32")
+    forced_token_ids = ops.cast(forced_token_ids, "int32")
+    forced_one_hot = ops.one_hot(
+        forced_token_ids, vocab, dtype="float32"
+    )  # (batch, gamma + 1, vocab)
+    target_probs = ops.where(
+        forced[..., None], forced_one_hot, ops.cast(target_probs, "float32")
+    )  # (batch, gamma + 1, vocab)
+    draft_token_ids = ops.where(
+        forced[:, :gamma], forced_token_ids[:, :gamma], draft_token_ids
+    )  # (batch, gamma)
+    draft_probs = ops.where(
+        forced[:, :gamma, None],
+        forced_one_hot[:, :gamma],
+        ops.cast(draft_probs, "float32"),
+    )  # (batch, gamma, vocab)
+    proposed = _proposed_mask(gamma, num_proposed)  # (batch or 1, gamma)
+    draft_probs = ops.where(proposed[..., None], draft_probs, 0.0)
+    draft_probs = ops.concatenate(
+        [draft_probs, ops.zeros_like(target_probs[:, :1])], axis=1
+    )  # (batch, gamma + 1, vocab): nothing is proposed after the block
+
+    index = draft_token_ids[..., None]  # (batch, gamma, 1)
+    q_x = ops.take_along_axis(draft_probs[:, :gamma], index, axis=-1)[..., 0]
+    p_x = ops.take_along_axis(target_probs[:, :gamma], index, axis=-1)[..., 0]
+    # p(x) / q(x) (batch, gamma); q(x) > 0 for every proposal that was drawn,
+    # 0 past num_proposed (those weights are never used).
+    ratio = ops.where(q_x > 0.0, p_x / ops.where(q_x > 0.0, q_x, 1.0), 0.0)
+    weight = ops.ones_like(target_probs[:, 0, 0])  # (batch,) w_0
+    weights = [weight]
+    for i in range(gamma):  # gamma is static and small
+        weight = ops.minimum(weight * ratio[:, i], 1.0)
+        weights.append(weight)
+    weights = ops.stack(weights, axis=1)  # (batch, gamma + 1)
+
+    residual_mass = ops.sum(
+        ops.maximum(weights[..., None] * target_probs - draft_probs, 0.0), axis=-1
+    )  # (batch, gamma + 1) r_i
+    denominator = residual_mass + 1.0 - weights
+    # 0 / 0 only where w_i = 1 and p_i = q_i: then every later w is 1 and
+    # h_n = 1, so tau = n whatever h_i is; 1 avoids a NaN.
+    stop_probs = ops.where(
+        denominator > 0.0,
+        residual_mass / ops.where(denominator > 0.0, denominator, 1.0),
+        1.0,
+    )
+    stop_probs = ops.minimum(stop_probs, 1.0)
+    candidate = ops.concatenate(
+        [ops.ones((ops.shape(proposed)[0], 1), "bool"), proposed], axis=1
+    )  # (batch or 1, gamma + 1): tau in 0 .. num_proposed
+    stop_probs = ops.where(candidate, stop_probs, 0.0)
+    stop_probs = ops.where(
+        ops.arange(gamma + 1)[None, :] == 0, 1.0, stop_probs
+    )  # (batch, gamma + 1)
+    return weights, stop_probs, target_probs, draft_probs
+
+
+def block_rejection_sample(
+    draft_token_ids,
+    draft_probs,
+    target_probs,
+    forced,
+    forced_token_ids,
+    seed,
+    num_proposed=None,
+    recovery_seed=None,
+):
+    """Verify each row's gamma draft tokens as one block (Sun et al., 2024).
+
+    Block verification (Algorithm 2 of "Block Verification Accelerates
+    Speculative Decoding"): with the weights w_i and stop probabilities h_i of
+    `block_acceptance_probabilities`, draw eta_1 .. eta_n ~ U[0, 1), keep
+    tau = the largest i with eta_i < h_i (0 if none) proposals, and draw the
+    token after them from the residual norm(max(0, w_tau p_tau - q_tau))
+    (tau = n: the bonus token, from p_n). The output follows the target's
+    distribution exactly (the paper's Theorem 2) and its expected accepted
+    length is never below token-level verification's (`rejection_sample`,
+    Theorem 3), at the same model calls.
+
+    Same arguments, random draws (gamma uniforms, one recovered / bonus draw)
+    and outputs as `rejection_sample`; q may be a point mass (model-free
+    drafts); forced positions and num_proposed are honoured the same way.
+
+    Returns:
+        `(output_token_ids, num_accepted)`: int32 `(batch, gamma + 1)`, the
+        accepted draft tokens then the recovered or bonus token at
+        `num_accepted`; int32 `(batch,)`.
+
+    >>> import numpy as np
+    >>> p = np.eye(3, dtype="float32")[[[1, 2, 0]]]  # the target is sure
+    >>> out, n = block_rejection_sample(
+    ...     np.array([[1, 0]]), np.eye(3, dtype="float32")[[[1, 0]]], p,
+    ...     np.zeros((1, 3), bool), np.zeros((1, 3), "int32"), seed=0)
+    >>> np.asarray(n).tolist(), np.asarray(out)[0, : int(n[0]) + 1].tolist()
+    ([1], [1, 2])
+    """
+    gamma = ops.shape(draft_token_ids)[1]
+    forced_token_ids = ops.cast(forced_token_ids, "int32")
+    draft_token_ids = ops.where(
+        forced[:, :gamma], forced_token_ids[:, :gamma], draft_token_ids
+    )  # (batch, gamma)
+    draft_token_ids = ops.cast(draft_token_ids, "int32")
+    weights, stop_probs, target_probs, draft_probs = block_acceptance_probabilities(
+        draft_token_ids, draft_probs, target_probs, forced, forced_token_ids,
+        num_proposed,
+    )  # fmt: skip
+    uniform = random.uniform(
+        ops.shape(draft_token_ids), seed=seed
+    )  # (batch, gamma): eta_1 .. eta_gamma
+    stops = uniform < stop_probs[:, 1:]  # (batch, gamma)
+    positions = ops.arange(1, gamma + 1, dtype="int32")[None, :]
+    # tau: the last position that stops (0 if none; a round of size 0 is a
+    # plain step: the token is drawn from p_0).
+    stopped_at = ops.pad(
+        ops.where(stops, positions, 0), [[0, 0], [1, 0]]
+    )  # (batch, gamma + 1), a leading 0 column
+    num_accepted = ops.max(stopped_at, axis=1)  # (batch,)
+    num_accepted = ops.cast(num_accepted, "int32")
+
+    # The residual at tau: norm(max(0, w_tau p_tau - q_tau)); tau = n: p_n.
+    at = num_accepted[:, None, None]
+    chosen_target = ops.take_along_axis(target_probs, at, axis=1)[:, 0]
+    chosen_draft = ops.take_along_axis(draft_probs, at, axis=1)[:, 0]
+    chosen_weight = ops.take_along_axis(weights, num_accepted[:, None], axis=1)
+    residual = ops.maximum(chosen_weight * chosen_target - chosen_draft, 0.0)
+    total = ops.sum(residual, axis=-1, keepdims=True)  # (batch, 1)
+    # No residual mass only when stopping had probability ~0: fall back to p.
+    chosen_probs = ops.where(
+        total > 0.0, residual / ops.where(total > 0.0, total, 1.0), chosen_target
+    )  # (batch, vocab)
+    if recovery_seed is None:
+        recovery_seed = seed
+    recovered = sample_categorical(chosen_probs, recovery_seed)  # (batch,)
+    forced_at = ops.take_along_axis(forced, num_accepted[:, None], axis=1)[:, 0]
+    forced_token_at = ops.take_along_axis(
+        forced_token_ids, num_accepted[:, None], axis=1
+    )[:, 0]
+    recovered = ops.where(forced_at, forced_token_at, recovered)
+
+    output = ops.concatenate([draft_token_ids, recovered[:, None]], axis=1)
+    positions = ops.arange(gamma + 1)[None, :]
+    output = ops.where(positions == num_accepted[:, None], recovered[:, None], output)
+    return ops.cast(output, "int32"), num_accepted

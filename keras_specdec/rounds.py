@@ -8,9 +8,9 @@ or the `RoundState` below:
    (`draft_token_ids`, `draft_probs` q);
 2. `verify`: the target scores the k + 1 positions of every row in ONE
    forward pass (`target_logits`, realigned per row near `max_length`);
-3. `accept`: rejection sampling (or greedy matching) decides per row how
-   many proposals are accepted (`num_accepted`) and the recovered or bonus
-   token after them;
+3. `accept`: rejection sampling (token by token, or block verification;
+   greedy: matching) decides per row how many proposals are accepted
+   (`num_accepted`) and the recovered or bonus token after them;
 4. `commit`: writes each row's `num_accepted + 1` decided tokens and moves
    that row's index by as many, independently of the other rows.
 
@@ -114,6 +114,10 @@ class RoundSetup(NamedTuple):
     # tokens, KerasHub's loop also sees the stop ids in its undecided
     # positions (a stop id equal to the padding id); None counts none.
     prompt: Any = None
+    # "token": Leviathan et al.'s token-by-token test (`rejection_sample`);
+    # "block": block verification (`block_rejection_sample`). Greedy
+    # decoding matches argmaxes either way.
+    verification: str = "token"
 
 
 # ---------------------------------------------------------------------------
@@ -434,7 +438,8 @@ def verify(setup, state, k):
 def accept(
     setup, state, draft_token_ids, draft_probs, target_logits, num_proposed, seeds
 ):
-    """Rejection sampling (greedy: argmax matching) of each row's proposals.
+    """Rejection sampling (greedy: argmax matching) of each row's proposals,
+    token by token or as a block (`setup.verification`).
 
     Args:
         draft_token_ids: int `(batch, k)`.
@@ -459,7 +464,11 @@ def accept(
             window_tokens,
             num_proposed=num_proposed,
         )
-    return rejection.rejection_sample(
+    verify_block = setup.verification == "block"
+    sample = (
+        rejection.block_rejection_sample if verify_block else rejection.rejection_sample
+    )
+    return sample(
         draft_token_ids,
         draft_probs,
         _adjusted(setup, target_logits),  # (batch, k + 1, vocab)

@@ -160,8 +160,12 @@ def test_auto_needs_cost_coefficient_for_model_drafts():
     assert keras_specdec.SpeculativeSampler(unigram, "auto").cost_coefficient == 0.0
 
 
-@pytest.mark.parametrize("schedule", ["theorem", "heuristic"])
-def test_auto_gamma_sequence_distribution_is_exact(schedule):
+@pytest.mark.parametrize(
+    "schedule,verification",
+    [("theorem", "block"), ("heuristic", "block"), ("heuristic", "token")],
+    ids=["theorem", "heuristic", "heuristic-token"],
+)
+def test_auto_gamma_sequence_distribution_is_exact(schedule, verification):
     target = tiny_gpt2(seed=1)
     draft = noisy_copy(target, 1.0, seed=2)
     inputs = ragged_inputs([[1, 2, 3]], 7)
@@ -173,6 +177,7 @@ def test_auto_gamma_sequence_distribution_is_exact(schedule):
         max_speculative_tokens=3,
         gamma_schedule=schedule,
         cost_coefficient=0.3,
+        verification=verification,  # rounds of every size, both verifiers
     )
     samples = sample_many(target, sampler, inputs, 100_000, seed=5)
     exact = exact_joint(target, np.array([1, 2, 3]), 4, base)

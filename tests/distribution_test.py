@@ -38,6 +38,21 @@ BASE_SAMPLERS = {
 @pytest.mark.parametrize("ragged", [False, True], ids=["batch1", "ragged"])
 @pytest.mark.parametrize("base_name", sorted(BASE_SAMPLERS))
 def test_sequence_distribution_is_exact(base_name, ragged):
+    # The default verification: block (Sun et al., 2024), whose acceptance
+    # rule is checked against the paper's algorithm in
+    # tests/block_verification_test.py.
+    check_sequence_distribution(base_name, ragged, "block")
+
+
+# Token-level verification (Leviathan et al.) on the most demanding case of
+# the matrix above (ragged rows at different rates, top-k zeros): each case
+# costs a 100k-sample program, so not the whole matrix.
+@pytest.mark.parametrize("base_name,ragged", [("top_k3_t1.3", True)], ids=["top_k3"])
+def test_sequence_distribution_is_exact_with_token_verification(base_name, ragged):
+    check_sequence_distribution(base_name, ragged, "token")
+
+
+def check_sequence_distribution(base_name, ragged, verification):
     target = tiny_gpt2(seed=1)
     draft = noisy_copy(target, noise=1.0, seed=2)  # agrees often, not always
     max_length = 7
@@ -45,7 +60,9 @@ def test_sequence_distribution_is_exact(base_name, ragged):
     inputs = ragged_inputs(prompts, max_length)
 
     base = BASE_SAMPLERS[base_name]()
-    sampler = keras_specdec.SpeculativeSampler(draft, 3, base_sampler=base)
+    sampler = keras_specdec.SpeculativeSampler(
+        draft, 3, base_sampler=base, verification=verification
+    )
     samples = sample_many(target, sampler, inputs, NUM_SAMPLES, seed=1234)
     for row, prompt in enumerate(prompts):
         # Prompt tokens are never overwritten.

@@ -101,8 +101,18 @@ def test_fit_from_tf_data_and_round_trip():
         assert restored.draft.get_config() == draft.get_config()
 
 
-@pytest.mark.parametrize("kind", ["unigram", "bigram", "prompt_lookup"])
-def test_sequence_distribution_is_exact_with_model_free_drafts(kind):
+@pytest.mark.parametrize(
+    "kind,verification",
+    [
+        ("unigram", "block"),
+        ("bigram", "block"),
+        # q a point mass, rounds of size 0 .. gamma, both verifiers.
+        ("prompt_lookup", "block"),
+        ("prompt_lookup", "token"),
+    ],
+    ids=["unigram", "bigram", "prompt_lookup", "prompt_lookup-token"],
+)
+def test_sequence_distribution_is_exact_with_model_free_drafts(kind, verification):
     target = tiny_gpt2(seed=1)
     rng = np.random.default_rng(0)
     corpus = rng.integers(0, VOCAB, 500)
@@ -118,7 +128,9 @@ def test_sequence_distribution_is_exact_with_model_free_drafts(kind):
     padding_mask = token_ids > 0
     padding_mask[0, :4] = True
     base = keras_hub.samplers.TopKSampler(k=3, temperature=1.3)
-    sampler = keras_specdec.SpeculativeSampler(draft, 2, base_sampler=base)
+    sampler = keras_specdec.SpeculativeSampler(
+        draft, 2, base_sampler=base, verification=verification
+    )
     inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
     samples = sample_many(target, sampler, inputs, 100_000, seed=7)
     exact = exact_joint(target, np.array(prompt), 3, base)
