@@ -405,3 +405,112 @@ def _store_float16(path):
     with h5py.File(path, "r") as source, h5py.File(tmp, "w") as dest:
         copy(source, dest)
     os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# The head as a draft of the sampler (keras_specdec.models' interface).
+
+
+def _adapter_class():
+    """`HeadAdapter`, defined once `keras_specdec.models` is importable."""
+    from keras_specdec import models
+
+    class HeadAdapter(models.ModelAdapter):
+        """A `DraftHead` behind the sampler's model interface.
+
+        State: ``{"cache": (batch, 2, max_length + CACHE_MARGIN, heads,
+        head_dim), "hidden": (batch, d)}`` -- the head's own KV cache and its
+        latest feature estimate h^ (fed with the next proposal).
+
+        Each round, `first_logits` re-feeds the window of the last verify
+        pass: tokens at hidden_start + 1 .. hidden_start + n with the
+        target's true features h_{hidden_start} .. (EAGLE: the true features
+        replace the head's estimates for every decided position), and reads
+        the logits at offset index - 2 - hidden_start, which predict
+        `index`; later positions of the window are scratch, rewritten by
+        `next_logits` before any query attends to them (causal masking).
+        `next_logits` feeds proposal j - 1 with the head's own estimate.
+        """
+
+        reads_target = True
+
+        def __init__(self, model):
+            model.check_weights()
+            super().__init__(model)
+
+        @property
+        def vocabulary_size(self):
+            return self.model.vocabulary_size
+
+        @property
+        def context_length(self):
+            return self.model.max_sequence_length - CACHE_MARGIN
+
+        def init_state(self, token_ids, padding_mask, target=None):
+            if target is None:
+                raise ValueError(
+                    "A DraftHead drafts from the target's hidden states: "
+                    "init_state needs the target's prefill (a TargetView)."
+                )
+            batch, max_length = ops.shape(token_ids)
+            cache = self.model.build_cache(batch, max_length)
+            # Prefill: every buffer position with the target's h_{t-1}
+            # (positions past a row's prompt are overwritten before use).
+            fed = shift_right(ops.cast(target.hidden, self.model.compute_dtype))
+            _, hidden, cache = self.model.call_with_cache(
+                self.within_vocabulary(token_ids), fed, cache, 0
+            )
+            return {"cache": cache, "hidden": hidden[:, 0]}
+
+        def decode(self, state, token_ids, index, prompt_mask=None):
+            raise NotImplementedError(
+                "A DraftHead needs the target's hidden states with its tokens; "
+                "the sampler calls first_logits / next_logits."
+            )
+
+        def _rows(self, state, token_ids, start, features, axes):
+            """Per-row `call_with_cache` at row positions `start` (batch,)."""
+            cache_axes = {"cache": axes["cache"]}
+
+            def fn(row_state, ids, idx, feats):
+                logits, hidden, cache = self.model.call_with_cache(
+                    ids, feats, row_state["cache"], idx
+                )
+                return logits, hidden, {"cache": cache}
+
+            logits, hidden, new = models.vmap_rows(
+                fn, {"cache": state["cache"]}, cache_axes,
+                token_ids, ops.cast(start, "int32"), features,
+            )  # fmt: skip
+            return logits, hidden, new["cache"]
+
+        def first_logits(self, state, tokens, index, forced, axes, target=None):
+            n = ops.shape(target.hidden)[1]
+            start = ops.cast(target.hidden_start, "int32") + 1  # (batch,)
+            ids = self.within_vocabulary(models.window(tokens, start, n))
+            features = ops.cast(target.hidden, self.model.compute_dtype)
+            logits, hidden, cache = self._rows(state, ids, start, features, axes)
+            at = ops.cast(index, "int32") - 1 - start  # (batch,)
+            state = {"cache": cache, "hidden": models.take_row(hidden, at)}
+            return models.take_row(logits, at), state  # (batch, vocab)
+
+        def next_logits(self, state, tokens, position, forced, axes):
+            ids = self.within_vocabulary(models.window(tokens, position, 1))
+            features = state["hidden"][:, None, :]  # (batch, 1, d): h^_{position-1}
+            logits, hidden, cache = self._rows(state, ids, position, features, axes)
+            return logits[:, 0], {"cache": cache, "hidden": hidden[:, 0]}
+
+    return HeadAdapter
+
+
+def _register():
+    try:
+        from keras_specdec import models
+    except ImportError:  # a tree without the model interface
+        return None
+    adapter = _adapter_class()
+    models.register_adapter(DraftHead, adapter)
+    return adapter
+
+
+HeadAdapter = _register()
