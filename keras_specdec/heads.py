@@ -181,7 +181,16 @@ class DraftHead(keras.Model):
             trainable=False,
             name="has_weights",
         )
+        self._weights_set = False  # Python mirror of has_weights
         self.built = True
+
+    def load_weights(self, *args, **kwargs):
+        super().load_weights(*args, **kwargs)
+        self._weights_set = float(ops.convert_to_numpy(self.has_weights)) == 1.0
+
+    def set_weights(self, weights):
+        super().set_weights(weights)
+        self._weights_set = float(ops.convert_to_numpy(self.has_weights)) == 1.0
 
     @property
     def head_dim(self):
@@ -261,7 +270,12 @@ class DraftHead(keras.Model):
 
     def check_weights(self):
         """Raise ValueError if this head carries no target/trained weights."""
-        if float(ops.convert_to_numpy(self.has_weights)) != 1.0:
+        try:
+            has_weights = float(ops.convert_to_numpy(self.has_weights)) == 1.0
+        except Exception:  # traced (inside generate's jit): the Python flag
+            has_weights = self._weights_set
+        self._weights_set = has_weights
+        if not has_weights:
             raise ValueError(
                 "This DraftHead was built from a config alone and holds random "
                 "weights (even its token embedding is not the target's). Load "
@@ -318,6 +332,7 @@ class DraftHead(keras.Model):
             full[n:] = rows[n - 1]
             head.position_embedding.position_embeddings.assign(full)
         head.has_weights.assign(1.0)
+        head._weights_set = True
         return head
 
     def get_config(self):
