@@ -11,7 +11,9 @@ or, for both at once, `target, draft = keras_specdec.pairs.load("code")`.
 - ``"code"``: GPT-2 style causal LMs on Python source (the CPython standard
   library plus keras, keras_hub, jax, numpy, scipy and matplotlib sources),
   byte-level BPE with 4096 tokens. Target 10 layers x 256 (9.1 M
-  parameters), draft 2 layers x 128 (0.99 M).
+  parameters), draft 2 layers x 128 (0.99 M), and a trained EAGLE-style
+  draft head (``code/head``, `keras_specdec.heads.DraftHead`: one decoder
+  layer reading the target's hidden states; ``load("code", draft="head")``).
 - ``"ende"``: T5 encoder-decoders (`T5Seq2SeqLM`, SentencePiece
   `T5Tokenizer`, encoder and decoder sequence length 64) translating English
   to German: target 4 + 4 layers x 128 (2.1 M), draft 1 + 1 layers x 128

@@ -103,6 +103,11 @@ def parse_args():
         "head is exported (None: run the whole schedule).",
     )
     p.add_argument("--seed", type=int, default=0, help="Seed of the row order.")
+    p.add_argument(
+        "--record",
+        default=None,
+        help="A pair's training.json to record the run in (its \"head\" entry).",
+    )
     return p.parse_args()
 
 
@@ -222,7 +227,18 @@ def main():
     }
     with open(os.path.join(args.run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
+    if args.record:
+        record(args.record, summary)
     print(json.dumps(summary, indent=1))
+
+
+def record(training_json, summary):
+    """Write `summary` as the "head" entry of a pair's training.json."""
+    with open(training_json) as f:
+        training = json.load(f)
+    training["head"] = summary
+    with open(training_json, "w") as f:
+        json.dump(training, f, indent=1)
 
 
 if __name__ == "__main__":
