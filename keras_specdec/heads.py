@@ -485,6 +485,12 @@ def _adapter_class():
 
         def _rows(self, state, token_ids, start, features, axes):
             """Per-row `call_with_cache` at row positions `start` (batch,)."""
+            if ops.shape(token_ids)[0] == 1:
+                # One row: its position is the batch's (no vmap, no scatter).
+                logits, hidden, cache = self.model.call_with_cache(
+                    token_ids, features, state["cache"], ops.cast(start, "int32")[0]
+                )
+                return logits, hidden, cache
             cache_axes = {"cache": axes["cache"]}
 
             def fn(row_state, ids, idx, feats):

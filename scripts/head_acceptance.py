@@ -75,6 +75,7 @@ def main():
     mask = np.zeros((len(prompts), max_length), bool)
     ids[:, : args.prompt_tokens] = np.asarray(x["token_ids"])
     mask[:, : args.prompt_tokens] = np.asarray(x["padding_mask"])
+    target.preprocessor = None  # generate() on token ids
     results = {}
     for temperature in args.temperatures:
         for name, model in (("head", head), ("draft_model", draft)):

@@ -175,7 +175,8 @@ def test_distill_head_bad_inputs(target):
         )
 
 
-def test_adapter_first_and_next_logits_match_the_uncached_head(target):
+@pytest.mark.parametrize("num_rows", [2, 1])  # 1: the no-vmap path
+def test_adapter_first_and_next_logits_match_the_uncached_head(target, num_rows):
     """The adapter's catch-up call predicts `index` from the target's true
     features (per row, ragged), and its next step feeds the head's own
     estimate: both equal the head's uncached pass on the same inputs."""
@@ -188,9 +189,10 @@ def test_adapter_first_and_next_logits_match_the_uncached_head(target):
     rng = np.random.default_rng(3)
     tokens = rng.integers(1, VOCAB, (2, max_length + gamma)).astype("int32")
     index = np.array([5, 3], "int32")  # ragged prompts
+    tokens, index = tokens[:num_rows], index[:num_rows]
     mask = np.arange(max_length)[None, :] < index[:, None]
     hidden, _ = heads.target_features(target, tokens[:, :max_length])
-    view = models.TargetView(hidden, np.zeros(2, "int32"), (), ())
+    view = models.TargetView(hidden, np.zeros(num_rows, "int32"), (), ())
     state = adapter.init_state(tokens[:, :max_length], mask, view)
     axes = adapter.batch_axes(state, tokens[:, :max_length], mask, view)
     hidden_start = index - 2
@@ -203,15 +205,15 @@ def test_adapter_first_and_next_logits_match_the_uncached_head(target):
     )
     fed = np.asarray(heads.shift_right(hidden))
     full_logits, full_hidden = head({"token_ids": tokens[:, :max_length], "target_hidden": fed})
-    for row in range(2):
+    for row in range(num_rows):
         np.testing.assert_allclose(logits[row], full_logits[row, index[row] - 1], atol=1e-4)
     # Next step: the token at `index` with the head's own estimate h^_{index-1}.
     logits, state = adapter.next_logits(state, tokens, index, forced, axes)
     own = fed.copy()
-    for row in range(2):
+    for row in range(num_rows):
         own[row, index[row]] = full_hidden[row, index[row] - 1]
     own_logits, _ = head({"token_ids": tokens[:, :max_length], "target_hidden": own})
-    for row in range(2):
+    for row in range(num_rows):
         np.testing.assert_allclose(logits[row], own_logits[row, index[row]], atol=1e-4)
 
 
