@@ -91,6 +91,12 @@ def parse_args():
         "the target's last transformer layer.",
     )
     p.add_argument(
+        "--init-from",
+        default=None,
+        help="Continue from a DraftHead preset directory (a new schedule) instead "
+        "of a new head.",
+    )
+    p.add_argument(
         "--valid-rows",
         type=int,
         default=32,
@@ -142,8 +148,11 @@ def main():
     started = time.time()
     keras.utils.set_random_seed(args.seed)
     target, _ = pairs.load("code")
-    head = heads.DraftHead.from_target(target)
-    if not args.no_init_from_target:
+    if args.init_from:
+        head = heads.DraftHead.from_preset(args.init_from)
+    else:
+        head = heads.DraftHead.from_target(target)
+    if not (args.no_init_from_target or args.init_from):
         head.decoder.set_weights(target.backbone.transformer_layers[-1].get_weights())
     train = rows(np.load(os.path.join(args.data, "train.npy")), args.seq_len, args.seed)
     valid = rows(
