@@ -14,12 +14,15 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 from keras_specdec import (
     analysis,  # noqa: E402
     distill,  # noqa: E402
+    head_distill,  # noqa: E402
+    heads,  # noqa: E402
     pairs,  # noqa: E402
 )
 from keras_specdec.speculative_sampler import SpeculativeSampler  # noqa: E402
 
 __version__ = "0.1.0"
 
+from keras_specdec.heads import DraftHead  # noqa: E402
 from keras_specdec.drafts import (
     BigramDraft,  # noqa: E402
     Draft,  # noqa: E402
@@ -30,12 +33,15 @@ from keras_specdec.drafts import (
 __all__ = [
     "BigramDraft",
     "Draft",
+    "DraftHead",
     "PromptLookupDraft",
     "SpeculativeSampler",
     "UnigramDraft",
     "analysis",
     "distill",
     "drafts",
+    "head_distill",
+    "heads",
     "pairs",
     "__version__",
 ]

@@ -11,7 +11,9 @@ or, for both at once, `target, draft = keras_specdec.pairs.load("code")`.
 - ``"code"``: GPT-2 style causal LMs on Python source (the CPython standard
   library plus keras, keras_hub, jax, numpy, scipy and matplotlib sources),
   byte-level BPE with 4096 tokens. Target 10 layers x 256 (9.1 M
-  parameters), draft 2 layers x 128 (0.99 M).
+  parameters), draft 2 layers x 128 (0.99 M), and a trained EAGLE-style
+  draft head (``code/head``, `keras_specdec.heads.DraftHead`: one decoder
+  layer reading the target's hidden states; ``load("code", draft="head")``).
 - ``"ende"``: T5 encoder-decoders (`T5Seq2SeqLM`, SentencePiece
   `T5Tokenizer`, encoder and decoder sequence length 64) translating English
   to German: target 4 + 4 layers x 128 (2.1 M), draft 1 + 1 layers x 128
@@ -59,11 +61,17 @@ def pair_dir(name):
 
 
 def path(name, role):
-    """Preset directory of `role` ("target" or "draft") of pair `name`."""
-    if role not in ("target", "draft"):
-        raise ValueError(f"`role` must be 'target' or 'draft', got {role!r}.")
+    """Preset directory of `role` ("target", "draft" or "head") of pair `name`."""
+    if role not in ("target", "draft", "head"):
+        raise ValueError(f"`role` must be 'target', 'draft' or 'head', got {role!r}.")
     directory = os.path.join(pair_dir(name), role)
     if not os.path.isdir(directory):
+        if role == "head" and os.path.isdir(os.path.join(pair_dir(name), "target")):
+            raise ValueError(
+                f"Pair {name!r} ships no draft head ({directory} is missing); "
+                "pairs with one: "
+                f"{[n for n in available() if os.path.isdir(os.path.join(PAIRS_DIR, n, 'head'))]}."
+            )
         raise ValueError(f"No shipped pair named {name!r}; available: {available()}.")
     return directory
 
@@ -83,16 +91,41 @@ def is_seq2seq(preset_dir):
         return json.load(f).get("class_name", "").endswith("Seq2SeqLM")
 
 
-def load(name="code"):
-    """`(target, draft)` KerasHub models of shipped pair `name`.
+def load(name="code", draft="model"):
+    """`(target, draft)` models of shipped pair `name`.
 
     `keras_hub.models.Seq2SeqLM`s for an encoder-decoder pair (``"ende"``),
     `keras_hub.models.CausalLM`s otherwise.
+
+    Args:
+        name: the pair.
+        draft: ``"model"`` (default): the pair's draft language model;
+            ``"head"``: its trained EAGLE-style draft head
+            (`keras_specdec.heads.DraftHead`, reads the target's hidden
+            states), shipped for ``"code"``.
+
+    Example:
+
+    ```python
+    target, head = keras_specdec.pairs.load("code", draft="head")
+    ```
     """
     import keras_hub
 
+    if draft not in ("model", "head"):
+        raise ValueError(f"`draft` must be 'model' or 'head', got {draft!r}.")
+    if draft == "head":
+        from keras_specdec.heads import DraftHead
+
+        head_dir = path(name, "head")
+        (target,) = _load_roles(name, ("target",), keras_hub)
+        return target, DraftHead.from_preset(head_dir)
+    return _load_roles(name, ("target", "draft"), keras_hub)
+
+
+def _load_roles(name, roles, keras_hub):
     models = []
-    for role in ("target", "draft"):
+    for role in roles:
         directory = path(name, role)
         task_cls = (
             keras_hub.models.Seq2SeqLM

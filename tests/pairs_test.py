@@ -55,3 +55,18 @@ def test_benchmark_prompts():
     assert len(code) >= 8 and all(p.lstrip().startswith("def ") for p in code)
     ende = keras_specdec.pairs.benchmark_prompts("ende")
     assert len(ende) > 100 and all(len(s.split()) >= 8 for s in ende)
+
+
+def test_shipped_code_head_loads_and_drafts():
+    from keras_specdec import heads, models
+
+    target, head = keras_specdec.pairs.load("code", draft="head")
+    assert isinstance(head, heads.DraftHead)
+    assert isinstance(models.adapt(head), heads.HeadAdapter)
+    assert head.vocabulary_size == target.backbone.vocabulary_size
+    summary = keras_specdec.pairs.training_summary("code")["head"]
+    assert summary["alpha_step1_after"] > summary["alpha_step1_before"]
+    with pytest.raises(ValueError, match="no draft head"):
+        keras_specdec.pairs.load("ende", draft="head")
+    with pytest.raises(ValueError, match="'model' or 'head'"):
+        keras_specdec.pairs.load("code", draft="nope")
