@@ -42,9 +42,23 @@ NEVER = -1e9
 
 
 class Draft:
-    """Base class of model-free drafts (see the module docstring)."""
+    """Base class of model-free drafts (see the module docstring).
+
+    The optional hooks are declared by two class attributes, set for you when
+    a subclass defines the method: `caps_proposals` (`max_proposals`) and
+    `proposes_block` (`propose_block`).
+    """
 
     vocabulary_size = None
+    caps_proposals = False
+    proposes_block = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "max_proposals" in cls.__dict__:
+            cls.caps_proposals = True
+        if "propose_block" in cls.__dict__:
+            cls.proposes_block = True
 
     @property
     def variables(self):

@@ -25,7 +25,7 @@ Glossary:
 - *index*: per row, the first position that is not decided yet: every
   position before it holds the row's prompt or a token the target's process
   decided. Every model call of a row runs at that row's own cache position
-  (`model_utils.decode_rows`).
+  (`models.ModelAdapter.decode_rows`).
 - *forced*: prompt positions; their tokens are never overwritten (a window
   that reaches a prompt token accepts it without a test).
 - *active*: a row that still needs tokens this round (not full; when all rows
@@ -40,11 +40,11 @@ Glossary:
 
 from typing import Any, NamedTuple
 
-import jax
 from keras import ops
 from keras_hub.src.utils.tensor_utils import any_equal
 
-from keras_specdec import analysis, model_utils, rejection
+from keras_specdec import model_utils, rejection
+from keras_specdec.models import TargetView, window
 
 
 class SpeculativeStats(NamedTuple):
@@ -78,17 +78,21 @@ class RoundState(NamedTuple):
 
     tokens: Any  # (batch, max_length + gamma) decided tokens, then scratch
     index: Any  # (batch,) int32, each row's first undecided position
-    target_state: Any  # target's cache (model_utils.target_state)
-    draft_state: Any  # draft's cache / state (model_utils.init_state)
+    target_state: Any  # target's cache (`ModelAdapter.target_state`)
+    draft_state: Any  # draft's cache / state (`ModelAdapter.init_state`)
     stats: SpeculativeStats  # counters of this call
     schedule_state: Any  # () int32, the gamma schedule's state
+    # Drafts that read the target (`draft.reads_target`) only, else ():
+    target_hidden: Any = ()  # (batch, gamma + 1, hidden_dim) the last verify
+    #   pass's target hidden states (the prefill's before the first round)
+    hidden_start: Any = ()  # (batch,) int32 position of target_hidden[:, 0]
 
 
 class RoundSetup(NamedTuple):
     """What stays fixed during one `generate()` call."""
 
-    target: Any  # the target KerasHub model
-    draft: Any  # the draft model or model-free `Draft`
+    target: Any  # the target's `models.ModelAdapter`
+    draft: Any  # the draft's `models.ModelAdapter`
     base_sampler: Any  # the KerasHub sampler whose distribution is kept
     max_length: int  # the generate() buffer length
     forced: Any  # (batch, max_length + gamma) bool, True on prompt tokens
@@ -101,26 +105,14 @@ class RoundSetup(NamedTuple):
     # A fixed gamma unrolls: the loop cost 6% at gamma 8 (code pair, CPU,
     # T=0 and T=1; equal at gamma 4).
     loop_draft_steps: bool = False
+    # The sizes a round can verify at (`judge`): [gamma] for a fixed gamma;
+    # "auto" and capped drafts hold one verify pass per size and `switch`
+    # to the smallest one covering the round's gamma.
+    verify_gammas: tuple = ()
 
 
 # ---------------------------------------------------------------------------
 # Per-row windows of a (batch, length) buffer.
-
-
-def window(x, start, size):
-    """`x[i, start[i] : start[i] + size]` per row, clipped to the buffer.
-
-    Args:
-        x: `(batch, length)`.
-        start: int32 `(batch,)`.
-        size: Python int.
-
-    Returns:
-        `(batch, size)`.
-    """
-    length = ops.shape(x)[1]
-    positions = start[:, None] + ops.arange(size, dtype="int32")[None, :]
-    return ops.take_along_axis(x, ops.clip(positions, 0, length - 1), axis=1)
 
 
 def write_window(x, start, values, write):
@@ -143,12 +135,6 @@ def write_window(x, start, values, write):
     value = ops.take_along_axis(ops.cast(values, x.dtype), offset, axis=1)
     keep = ops.logical_and(inside, ops.take_along_axis(write, offset, axis=1))
     return ops.where(keep, value, x)
-
-
-def _take_row(x, at):
-    """`x[i, at[i]]` for x `(batch, n, ...)`, at int32 `(batch,)`."""
-    at = ops.reshape(at, (-1, 1) + (1,) * (len(ops.shape(x)) - 2))
-    return ops.take_along_axis(x, at, axis=1)[:, 0]
 
 
 # ---------------------------------------------------------------------------
@@ -223,7 +209,7 @@ def _seed(seeds, i):
     return None if seeds is None else seeds[i]
 
 
-def propose(setup, state, k, seeds, num_steps=None):
+def propose(setup, state, k, seeds, num_steps=None, block=None):
     """The draft proposes k tokens per row at the row's own position.
 
     Args:
@@ -241,41 +227,38 @@ def propose(setup, state, k, seeds, num_steps=None):
             of the results are then scratch, never judged. At most one
             proposal is drawn when `num_steps` <= 1 (proposal 0, from the
             catch-up call every round makes anyway).
+        block: for a `proposes_block` draft, int `(batch, >= k)` its
+            proposals for this round (`propose_block`, made once per round by
+            `run_round`); None asks the draft here.
 
     Returns:
-        `(state, draft_token_ids, draft_probs)`: tokens hold the proposals at
-        `index .. index + k - 1` (scratch until `commit`), the draft state
+        `(state, (draft_token_ids, draft_probs))`: tokens hold the proposals
+        at `index .. index + k - 1` (scratch until `commit`), the draft state
         advanced; draft_token_ids int `(batch, k)`; draft_probs float32
         `(batch, k, vocab)` q, or None for greedy decoding.
     """
     tokens, index = state.tokens, state.index
     greedy = rejection.is_greedy(setup.base_sampler)
-    if getattr(setup.draft, "propose_block", None) is not None:
-        return _propose_block(setup, state, k, greedy)
+    draft = setup.draft
+    if draft.proposes_block:
+        return _propose_block(setup, state, k, greedy, block)
 
-    def decode(draft_state, tokens, start, size):
-        return model_utils.decode_rows(
-            setup.draft,
-            draft_state,
-            window(tokens, start, size),
-            start,
-            setup.draft_axes,
-            window(setup.forced, start, size),
-        )
-
-    # The first call re-feeds index - 2 too: after a round in which all
-    # proposals were accepted the last one was never fed to the draft, and
-    # its cache slot would be a hole.
-    start = ops.maximum(index - 2, 0)
-    draft_logits, draft_state = decode(state.draft_state, tokens, start, 2)
-    draft_logits = _take_row(draft_logits, index - 1 - start)  # (batch, vocab)
-    batch = ops.shape(tokens)[0]
-    vocab = model_utils.vocabulary_size(setup.target)
+    target = None
+    if draft.reads_target:
+        target = TargetView(
+            state.target_hidden, state.hidden_start, state.target_state,
+            setup.target_axes,
+        )  # fmt: skip
+    draft_logits, draft_state = draft.first_logits(
+        state.draft_state, tokens, index, setup.forced, setup.draft_axes, target
+    )  # (batch, draft vocab)
     if k == 0:
         # A plain step: the draft only caught up on the decided tokens.
         return state._replace(draft_state=draft_state), _no_proposals(
             setup, tokens, greedy
         )
+    batch = ops.shape(tokens)[0]
+    vocab = setup.target.vocabulary_size
 
     def draw(j, draft_logits, tokens, draft_token_ids, draft_probs):
         """Proposal j from the draft's logits at position index + j - 1."""
@@ -315,9 +298,11 @@ def propose(setup, state, k, seeds, num_steps=None):
         # Past max_length the position is invalid; clamp so the cache write
         # stays inside the cache (those proposals are never judged).
         feed = ops.minimum(index + j - 1, setup.max_length - 1)
-        draft_logits, draft_state = decode(draft_state, tokens, feed, 1)
+        draft_logits, draft_state = draft.next_logits(
+            draft_state, tokens, feed, setup.forced, setup.draft_axes
+        )
         tokens, draft_token_ids, draft_probs = draw(
-            j, draft_logits[:, 0], tokens, draft_token_ids, draft_probs
+            j, draft_logits, tokens, draft_token_ids, draft_probs
         )
         return tokens, draft_state, draft_token_ids, draft_probs
 
@@ -338,33 +323,32 @@ def _no_proposals(setup, tokens, greedy):
     """`(draft_token_ids, draft_probs)` of a round of size 0 (a plain step):
     int `(batch, 0)` and float32 `(batch, 0, vocab)` (None when greedy)."""
     batch = ops.shape(tokens)[0]
-    vocab = model_utils.vocabulary_size(setup.target)
+    vocab = setup.target.vocabulary_size
     draft_probs = None if greedy else ops.zeros((batch, 0, vocab), "float32")
     return ops.zeros((batch, 0), tokens.dtype), draft_probs
 
 
-def _propose_block(setup, state, k, greedy):
+def _propose_block(setup, state, k, greedy, block=None):
     """`propose` for a draft with `propose_block` (a deterministic draft that
     makes all k proposals in one call, e.g. prompt lookup's copy of the tokens
     after its match): no draft calls, q a point mass on each proposal."""
     tokens, index = state.tokens, state.index
     if k == 0:  # a plain step: nothing to propose
         return state, _no_proposals(setup, tokens, greedy)
-    draft_token_ids, _ = setup.draft.propose_block(
-        state.draft_state, tokens, index, k
-    )  # (batch, k)
+    if block is None:
+        block, _ = setup.draft.propose_block(state.draft_state, tokens, index, k)
     # Prompt positions inside the window keep their tokens.
     draft_token_ids = ops.where(
         window(setup.forced, index, k),
         window(tokens, index, k),
-        ops.cast(draft_token_ids, tokens.dtype),
+        ops.cast(block[:, :k], tokens.dtype),
     )  # (batch, k)
     tokens = write_window(
         tokens, index, draft_token_ids, ops.ones_like(draft_token_ids, "bool")
     )
     draft_probs = None
     if not greedy:
-        vocab = model_utils.vocabulary_size(setup.target)
+        vocab = setup.target.vocabulary_size
         draft_probs = ops.one_hot(draft_token_ids, vocab, dtype="float32")
     return state._replace(tokens=tokens), (draft_token_ids, draft_probs)
 
@@ -376,7 +360,9 @@ def verify(setup, state, k):
     index - 1 .. index + k - 1 (each row at its own cache position). Near
     `max_length` a row's chunk starts earlier (re-feeding decided tokens)
     instead of being clamped onto earlier cache slots; its logits are
-    realigned so that row j always predicts position index + j.
+    realigned so that row j always predicts position index + j. For a draft
+    that reads the target, the pass's hidden states are kept
+    (`target_hidden`, padded to gamma + 1 positions, from `hidden_start`).
 
     Returns:
         `(state, target_logits)`, target_logits `(batch, k + 1, vocab)`
@@ -384,18 +370,25 @@ def verify(setup, state, k):
     """
     index = state.index
     verify_start = ops.minimum(index - 1, setup.max_length - k - 1)  # (batch,)
-    target_logits, target_state = model_utils.decode_rows(
-        setup.target,
+    target_logits, target_hidden, target_state = setup.target.decode_rows(
         state.target_state,
         window(state.tokens, verify_start, k + 1),
         verify_start,
         setup.target_axes,
         window(setup.forced, verify_start, k + 1),
     )
+    state = state._replace(target_state=target_state)
+    if setup.draft.reads_target:
+        n = ops.shape(state.target_hidden)[1]  # gamma + 1
+        target_hidden = ops.cast(target_hidden, state.target_hidden.dtype)
+        state = state._replace(
+            target_hidden=ops.pad(target_hidden, [[0, 0], [0, n - k - 1], [0, 0]]),
+            hidden_start=ops.cast(verify_start, "int32"),
+        )
     shift = index - 1 - verify_start  # (batch,)
     rows = ops.minimum(ops.arange(k + 1, dtype="int32")[None, :] + shift[:, None], k)
     target_logits = ops.take_along_axis(target_logits, rows[:, :, None], axis=1)
-    return state._replace(target_state=target_state), target_logits
+    return state, target_logits
 
 
 def accept(
@@ -520,7 +513,7 @@ def judge(setup, state, k, draft_token_ids, draft_probs, num_proposed, active, s
     return commit(setup, state, output, num_accepted, num_proposed, active)
 
 
-def speculative_round(setup, state, k, num_proposed, active, seeds):
+def speculative_round(setup, state, k, num_proposed, active, seeds, block=None):
     """One complete round of size k: propose, verify, accept, commit.
 
     Args:
@@ -531,123 +524,12 @@ def speculative_round(setup, state, k, num_proposed, active, seeds):
             proposal j, seeds[k] and seeds[k + 1] the acceptance uniforms and
             the recovered / bonus token (the order a fixed-gamma round of
             size k consumes them in).
+        block: a block draft's proposals (`propose`), or None.
 
     Returns:
         `(state, all_accepted)`.
     """
-    state, (draft_token_ids, draft_probs) = propose(setup, state, k, seeds)
+    state, (draft_token_ids, draft_probs) = propose(setup, state, k, seeds, block=block)
     return judge(
         setup, state, k, draft_token_ids, draft_probs, num_proposed, active, seeds
     )
-
-
-def plain_step(setup, next, prompt, cache, index, seed):
-    """KerasHub's own first step for rows with an empty prompt.
-
-    A row whose first undecided position is 0 has no token before it to
-    predict from. KerasHub's loop, at index 0, calls the model's `next` at
-    cache index -1 (which XLA clamps to 0: the padding token at position 0)
-    and writes the drawn token at position 0. To match it exactly, those
-    rows take that very step here (the model's own `next`, full batch); the
-    cache it writes is not kept: the first verify pass of the row rewrites
-    position 0 anyway, as KerasHub's next step does.
-
-    Args:
-        next: the `next(prompt, cache, index)` that `generate()` passes to
-            the sampler.
-        prompt: `(batch, max_length)`; cache: the target's cache as given.
-        index: int32 `(batch,)`, each row's first undecided position.
-        seed: a seed `(2,)` for the draw, or None (greedy).
-
-    Returns:
-        `(token, empty)`: int `(batch,)` the drawn token at position 0 for
-        empty rows (0 elsewhere), bool `(batch,)` which rows are empty. The
-        model call runs only when some row is empty (`lax.cond`).
-    """
-    empty = index == 0
-
-    def step():
-        logits, _, _ = next(prompt, cache, ops.zeros((), "int32"))  # (batch, vocab)
-        probs = _adjusted(setup, logits)
-        if seed is None:
-            token = ops.argmax(probs, axis=-1)
-        else:
-            token = rejection.sample_categorical(probs, seed)
-        return ops.cast(token, prompt.dtype)
-
-    token = jax.lax.cond(ops.any(empty), step, lambda: ops.zeros_like(prompt[:, 0]))
-    return token, empty
-
-
-# ---------------------------------------------------------------------------
-# Gamma schedules: how many proposals the next round makes (batch level).
-
-
-class FixedSchedule:
-    """gamma proposals every round."""
-
-    def __init__(self, gamma):
-        self.gamma = gamma
-
-    def init(self):
-        return ops.zeros((), "int32")
-
-    def next_gamma(self, schedule_state, stats):
-        return ops.convert_to_tensor(self.gamma, "int32")
-
-    def update(self, schedule_state, all_accepted):
-        return schedule_state
-
-
-class HeuristicSchedule:
-    """Hugging Face's `update_candidate_strategy` "heuristic": start at 5,
-    +2 after a round in which every row accepted every proposal, else -1,
-    within 1 .. max_gamma."""
-
-    def __init__(self, max_gamma, start=5):
-        self.max_gamma = max_gamma
-        self.start = min(start, max_gamma)
-
-    def init(self):
-        return ops.convert_to_tensor(self.start, "int32")
-
-    def next_gamma(self, schedule_state, stats):
-        return schedule_state
-
-    def update(self, schedule_state, all_accepted):
-        grown = ops.where(all_accepted, schedule_state + 2, schedule_state - 1)
-        return ops.cast(ops.clip(grown, 1, self.max_gamma), "int32")
-
-
-class TheoremSchedule:
-    """The gamma among `candidates` that maximises Theorem 3.8 (with the
-    verify cost v, `analysis.expected_speedup_with_verify_cost`) for the
-    running acceptance rate: (accepted + 1) / (judged + 2) over `prior`
-    (earlier calls) and this call's counters, a uniform prior."""
-
-    def __init__(self, candidates, cost_coefficient, verify_costs, prior):
-        self.candidates = list(candidates)
-        self.cost_coefficient = float(cost_coefficient)
-        self.verify_costs = list(verify_costs)  # v per candidate
-        self.prior = prior  # SpeculativeStats of earlier calls
-
-    def init(self):
-        return ops.zeros((), "int32")
-
-    def next_gamma(self, schedule_state, stats):
-        totals = self.prior + stats
-        alpha = (ops.cast(totals.accepted_tokens, "float32") + 1.0) / (
-            ops.cast(totals.draft_tokens, "float32") + 2.0
-        )
-        alpha = ops.minimum(alpha, 1.0 - 1e-6)
-        speedup = analysis.expected_speedup_with_verify_cost(
-            alpha,
-            ops.convert_to_tensor(self.candidates, "float32"),
-            self.cost_coefficient,
-            ops.convert_to_tensor(self.verify_costs, "float32"),
-        )
-        candidates = ops.convert_to_tensor(self.candidates, "int32")
-        return ops.take(candidates, ops.argmax(speedup))
-
-    def update(self, schedule_state, all_accepted):
-        return schedule_state

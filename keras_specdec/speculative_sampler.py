@@ -9,7 +9,7 @@ import keras_hub
 import numpy as np
 from keras import ops, random
 
-from keras_specdec import model_utils, rejection, rounds
+from keras_specdec import loop, model_utils, models, rejection, rounds, schedules
 from keras_specdec.drafts import Draft
 
 # Order of the counters in the `stats` variable (`rounds.SpeculativeStats`).
@@ -67,7 +67,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
     the program as arguments (through `variables`).
 
     Batches: every row advances at its own pace. Each row has its own
-    cache position (`model_utils.decode_rows`: the model's cached call
+    cache position (`ModelAdapter.decode_rows`: the model's cached call
     `jax.vmap`-ed over rows, each with its own index), so a round moves each
     row by its own accepted count + 1 and a row's tokens never depend on its
     neighbours' acceptances or random draws. Ragged prompts start at their
@@ -233,19 +233,14 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             draft = model_utils.load_causal_lm(draft)
         elif isinstance(draft, dict):
             draft = _deserialize_draft(draft)
-        if not isinstance(draft, (keras_hub.models.CausalLM, Draft)):
-            raise ValueError(
-                "`draft` must be a KerasHub `CausalLM` or `Seq2SeqLM` (or a "
-                "preset name or path for one), or a `keras_specdec.drafts.Draft`"
-                f", got {type(draft).__name__}."
-            )
+        adapter = models.adapt(draft)  # a clear error for anything else
         model_utils.check_rollback(draft, "draft")
         if (
             num_speculative_tokens == "auto"
             and gamma_schedule == "theorem"
             and cost_coefficient is None
         ):
-            if not isinstance(draft, Draft):
+            if not isinstance(adapter, models.ModelFreeAdapter):
                 raise ValueError(
                     '`num_speculative_tokens="auto"` with the "theorem" '
                     "schedule needs the draft's cost coefficient c = time(draft "
@@ -255,7 +250,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                     '`gamma_schedule="heuristic"`.'
                 )
             self.cost_coefficient = 0.0  # a model-free draft costs ~nothing
-        if model_utils.is_seq2seq(draft):
+        if adapter.is_seq2seq:
             model_utils.publish_generate_inputs(type(draft))
         self.draft = draft
         self._stats = keras.Variable(
@@ -271,12 +266,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         # Seed state, counters, and the draft's weights: `generate()` passes
         # these to its jitted function as arguments, so the draft is not
         # baked into the XLA program as constants.
-        draft_variables = (
-            self.draft.variables
-            if model_utils.is_model_free(self.draft)
-            else self.draft.weights
-        )
-        return [*super().variables, self._stats, *draft_variables]
+        return [*super().variables, self._stats, *self.draft_adapter.variables]
 
     def stats(self):
         """Counters since the last `reset_stats()`, as a dict of numbers."""
@@ -313,23 +303,32 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 "`target.generate()`."
             )
         model_utils.check_rollback(model, "target")
-        if not model_utils.is_model_free(self.draft) and (
-            model_utils.is_seq2seq(model) != model_utils.is_seq2seq(self.draft)
-        ):
-            kind = {True: "an encoder-decoder `Seq2SeqLM`", False: "a `CausalLM`"}
+        target, draft = models.adapt(model), self.draft_adapter
+        model_free = isinstance(draft, models.ModelFreeAdapter)
+        kind = {True: "an encoder-decoder `Seq2SeqLM`", False: "a `CausalLM`"}
+        if draft.reads_target and target.is_seq2seq:
             raise ValueError(
-                f"The target is {kind[model_utils.is_seq2seq(model)]} "
-                f"(`{type(model).__name__}`) but the draft is "
-                f"{kind[model_utils.is_seq2seq(self.draft)]} "
-                f"(`{type(self.draft).__name__}`). Use a draft of the same kind "
+                f"The draft (`{draft.name}`) reads the target's hidden states, "
+                "which keras_specdec supports for causal LM targets only; the "
+                f"target is {kind[True]} (`{target.name}`). Use a draft model "
+                "of the target's family or a model-free draft."
+            )
+        if not (model_free or draft.reads_target) and (
+            target.is_seq2seq != draft.is_seq2seq
+        ):
+            raise ValueError(
+                f"The target is {kind[target.is_seq2seq]} "
+                f"(`{target.name}`) but the draft is "
+                f"{kind[draft.is_seq2seq]} "
+                f"(`{draft.name}`). Use a draft of the same kind "
                 "and vocabulary, e.g. a smaller preset of the target's family."
             )
-        target_vocab = model_utils.vocabulary_size(model)
-        draft_vocab = model_utils.vocabulary_size(self.draft)
+        target_vocab = target.vocabulary_size
+        draft_vocab = draft.vocabulary_size
         if target_vocab != draft_vocab:
             mismatch = (
                 "the draft is model-free"
-                if model_utils.is_model_free(self.draft)
+                if model_free
                 else model_utils.tokenizer_mismatch(model, self.draft)
             )
             if mismatch is not None:
@@ -350,7 +349,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             # (`_build_cache`, before the sampler runs) fails the same way
             # with any sampler.
             max_length = int(prompt.shape[1])
-            length = model_utils.context_length(self.draft)
+            length = draft.context_length
             if length is not None and length < max_length:
                 raise ValueError(
                     f"The draft (`{type(self.draft).__name__}`) has learned "
@@ -376,89 +375,40 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
     ):
         self._check_target(model, prompt)
         self.trace_count += 1
-        batch_size, max_length = ops.shape(prompt)
+        max_length = ops.shape(prompt)[1]
         # Static gamma for this max_length: the verify window must fit.
-        adaptive = self.num_speculative_tokens == "auto"
-        gamma = self.max_speculative_tokens if adaptive else self.num_speculative_tokens
-        gamma = min(gamma, max_length - 1)
+        gamma = min(self.max_speculative_tokens if self.adaptive
+                    else self.num_speculative_tokens, max_length - 1)  # fmt: skip
         if gamma < 1:
             return prompt
         greedy = rejection.is_greedy(self.base_sampler)
         if mask is None:
             mask = ops.zeros_like(prompt, dtype="bool")
         prompt_mask = ops.cast(mask, "bool")  # (batch, max_length)
-        positions = ops.arange(max_length, dtype="int32")[None, :]
-
-        # 1. Each row starts at its own first non-prompt position (KerasHub's
-        #    `index` is the shortest prompt's length).
-        open_slot = ops.logical_and(
-            positions >= ops.cast(index, "int32"), ops.logical_not(prompt_mask)
-        )
-        row_index = ops.where(
-            ops.any(open_slot, axis=-1),
-            ops.argmax(ops.cast(open_slot, "int32"), axis=-1),
-            max_length,
-        )
-        row_index = ops.cast(row_index, "int32")  # (batch,)
-
-        # 2. The decoding states: the target's cache from `generate()`, the
-        #    draft's own.
-        target_state = model_utils.target_state(model, cache)
-        draft_state = model_utils.init_state(self.draft, prompt, prompt_mask)
+        target, draft = models.adapt(model), self.draft_adapter
+        target_state = target.target_state(cache)
         setup = rounds.RoundSetup(
-            target=model,
-            draft=self.draft,
+            target=target,
+            draft=draft,
             base_sampler=self.base_sampler,
             max_length=max_length,
-            # Buffers are gamma positions longer than max_length, so a window
-            # of gamma + 1 tokens at any index <= max_length is never clamped.
-            # Model caches keep max_length: every model call clamps its own
-            # start so it never writes past the cache.
             forced=ops.pad(prompt_mask, [[0, 0], [0, gamma]]),
-            target_axes=model_utils.state_batch_axes(
-                model, target_state, prompt, prompt_mask
-            ),
-            draft_axes=model_utils.state_batch_axes(
-                self.draft, draft_state, prompt, prompt_mask
-            ),
+            target_axes=target.batch_axes(target_state, prompt, prompt_mask),
+            draft_axes=None,  # from `loop.start`
             stop_token_ids=stop_token_ids,
-            # Rounds of several sizes ("auto", or a draft that proposes
-            # fewer) draft in a loop to the round's size.
-            loop_draft_steps=adaptive or _proposes_fewer(self.draft),
+            # Rounds of several sizes draft in a loop to the round's size.
+            loop_draft_steps=self.adaptive or draft.caps_proposals,
+            verify_gammas=tuple(self._verify_gammas(gamma, draft.caps_proposals)),
         )
-        # 3. Rows with an empty prompt take KerasHub's own first step.
-        seed = None if greedy else self.seed_generator.next()
-        first_token, empty = rounds.plain_step(
-            setup, next, prompt, cache, row_index, seed
-        )
-        tokens = ops.where(
-            ops.logical_and(positions == 0, empty[:, None]),
-            first_token[:, None],
-            prompt,
-        )
-        row_index = ops.where(empty, 1, row_index)
-
         schedule = self._schedule(gamma)
-        state = rounds.RoundState(
-            tokens=ops.pad(tokens, [[0, 0], [0, gamma]]),
-            index=row_index,
-            target_state=target_state,
-            draft_state=draft_state,
-            stats=rounds.SpeculativeStats.zeros()._replace(
-                emitted_tokens=ops.sum(ops.cast(empty, "int32"))
-            ),
-            schedule_state=schedule.init(),
-        )
-        verify_gammas = self._verify_gammas(gamma) if adaptive else [gamma]
-        # A draft that can say it has fewer (or no) proposals for a row
-        # (prompt lookup) caps that row's num_proposed; the round then takes
-        # the smallest size covering every row's proposals, 0 being a plain
-        # target step.
-        capped = _proposes_fewer(self.draft)
-        if capped:
-            verify_gammas = [0] + self._verify_gammas(gamma)
+        seed = None if greedy else self.seed_generator.next()
+        state, draft_axes = loop.start(
+            setup, next, prompt, cache, index, hidden_states, target_state, gamma,
+            seed, schedule,
+        )  # fmt: skip
+        setup = setup._replace(draft_axes=draft_axes)
         # Random draws per round: one per proposal, the acceptance uniforms,
-        # the recovered / bonus token; drawn before a `switch` over round
+        # the recovered / bonus token; drawn before the `switch` over round
         # sizes (its branches must not advance the seed generator).
         num_draws = 0 if greedy else gamma + 2
 
@@ -466,88 +416,37 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             return ops.any(rounds.active_rows(setup, state))
 
         def body(state):
-            # 4. The round's size (batch level) and each row's proposals.
-            round_gamma = schedule.next_gamma(state.schedule_state, state.stats)
-            limit = rounds.row_limits(setup, state)
-            active = state.index < limit
-            num_proposed = ops.clip(
-                ops.minimum(round_gamma, limit - 1 - state.index), 0, gamma
-            )  # (batch,)
-            if capped:
-                num_matched = self.draft.max_proposals(
-                    state.draft_state, state.tokens, state.index, gamma
-                )  # (batch,)
-                num_proposed = ops.minimum(num_proposed, num_matched)
-                round_gamma = ops.max(num_proposed)
             seeds = None
             if num_draws:
                 seeds = ops.stack(
                     [self.seed_generator.next() for _ in range(num_draws)]
                 )  # (num_draws, 2)
-
-            # 5. Propose, verify, accept, commit. A fixed gamma: one round
-            #    of that size. "auto": the draft proposes round_gamma tokens
-            #    (a `fori_loop` to round_gamma, buffers of the largest
-            #    gamma), then verify / accept / commit run at the smallest
-            #    size k in `verify_gammas` covering round_gamma (one
-            #    `lax.switch` branch per size holds only those phases).
-            if len(verify_gammas) == 1:
-                state, all_accepted = rounds.speculative_round(
-                    setup, state, gamma, num_proposed, active, seeds
-                )
-            else:
-                state, (draft_token_ids, draft_probs) = rounds.propose(
-                    setup, state, gamma, seeds, num_steps=round_gamma
-                )
-
-                def judge_at_size(k):
-                    def run(state, draft_token_ids, draft_probs, num_proposed,
-                            active, seeds):  # fmt: skip
-                        return rounds.judge(
-                            setup, state, k, draft_token_ids, draft_probs,
-                            num_proposed, active, seeds,
-                        )  # fmt: skip
-
-                    return run
-
-                bucket = ops.sum(
-                    ops.cast(
-                        ops.convert_to_tensor(verify_gammas, "int32") < round_gamma,
-                        "int32",
-                    )
-                )
-                state, all_accepted = ops.switch(
-                    bucket,
-                    [judge_at_size(k) for k in verify_gammas],
-                    state,
-                    draft_token_ids,
-                    draft_probs,
-                    num_proposed,
-                    active,
-                    seeds,
-                )
-            # 6. The schedule learns from the round.
-            schedule_state = schedule.update(state.schedule_state, all_accepted)
-            return (state._replace(schedule_state=schedule_state),)
+            return (loop.run_round(setup, state, schedule, seeds),)
 
         (state,) = self.run_loop(
-            cond,
-            body,
-            loop_vars=(state,),
-            maximum_iterations=max_length,
-            model=model,
+            cond, body, loop_vars=(state,), maximum_iterations=max_length, model=model
         )
         self._stats.assign(self._stats + state.stats.to_vector())
         return rounds.output_tokens(setup, state, prompt)
 
+    @property
+    def adaptive(self):
+        """Whether each round chooses its gamma (`"auto"`)."""
+        return self.num_speculative_tokens == "auto"
+
+    @property
+    def draft_adapter(self):
+        """The draft behind the one model interface (`keras_specdec.models`)."""
+        return models.adapt(self.draft)
+
     def _schedule(self, gamma):
         """The gamma schedule of this sampler (`rounds.*Schedule`)."""
         if self.num_speculative_tokens != "auto":
-            return rounds.FixedSchedule(gamma)
+            return schedules.FixedSchedule(gamma)
         if self.gamma_schedule == "heuristic":
-            return rounds.HeuristicSchedule(gamma)
+            return schedules.HeuristicSchedule(gamma)
         candidates = self._theorem_candidates(self._verify_gammas(gamma))
-        return rounds.TheoremSchedule(
+        return schedules.TheoremSchedule(
             candidates,
             self.cost_coefficient,
             [self._verify_cost(k) for k in candidates],
@@ -560,8 +459,14 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
     # to keep compile time small, dense where gamma is usually chosen.
     VERIFY_GAMMAS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
-    def _verify_gammas(self, gamma):
-        return sorted({k for k in self.VERIFY_GAMMAS if k < gamma} | {gamma})
+    def _verify_gammas(self, gamma, capped=False):
+        """The sizes a round verifies at: gamma alone for a fixed gamma; for
+        "auto", the `VERIFY_GAMMAS` below it too; a draft that caps its
+        proposals adds 0 (a plain target step when no row has any)."""
+        if not (self.adaptive or capped):
+            return [gamma]
+        sizes = sorted({k for k in self.VERIFY_GAMMAS if k < gamma} | {gamma})
+        return [0] + sizes if capped else sizes
 
     def _theorem_candidates(self, verify_gammas):
         """Gammas the "theorem" schedule may pick: those with a verify pass,
@@ -636,14 +541,6 @@ def _deserialize_draft(config):
         "`SpeculativeSampler.from_config({**config, 'draft': draft_model})`, or "
         "save it once with `draft_model.save_to_preset(path)` and build the "
         "sampler with `draft=path` (a preset name or path round-trips by name)."
-    )
-
-
-def _proposes_fewer(draft):
-    """Whether `draft` overrides `Draft.max_proposals`."""
-    return (
-        isinstance(draft, Draft)
-        and type(draft).max_proposals is not Draft.max_proposals
     )
 
 

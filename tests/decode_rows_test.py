@@ -1,4 +1,4 @@
-"""`model_utils.decode_rows`: one cache position per row, any family."""
+"""`ModelAdapter.decode_rows`: one cache position per row, any family."""
 
 import jax
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from tiny_models import seq2seq_inputs, tiny_causal_lm, tiny_seq2seq_lm
 
 import keras_specdec
-from keras_specdec import model_utils
+from keras_specdec import model_utils, models
 
 BATCH, LENGTH = 3, 12
 
@@ -35,16 +35,17 @@ def test_decode_rows_equals_one_call_per_row(name, build):
     token_ids = rng.integers(1, 40, (BATCH, LENGTH)).astype("int32")
     padding_mask = np.ones((BATCH, LENGTH), bool)
     index = np.array([2, 5, 9], "int32")  # each row its own position
-    if model_utils.is_seq2seq(model):
+    if models.adapt(model).is_seq2seq:
         inputs = seq2seq_inputs([[5, 6, 7]] * BATCH, [[1]] * BATCH, 8, LENGTH)
         model_utils._GENERATE_INPUTS.set(inputs)
-    state = model_utils.init_state(model, token_ids, padding_mask)
-    axes = model_utils.state_batch_axes(model, state, token_ids, padding_mask)
+    adapter = models.adapt(model)
+    state = adapter.init_state(token_ids, padding_mask)
+    axes = adapter.batch_axes(state, token_ids, padding_mask)
     chunk = np.stack([token_ids[i, index[i] : index[i] + 3] for i in range(BATCH)])
-    logits, new_state = model_utils.decode_rows(model, state, chunk, index, axes)
+    logits, _, new_state = adapter.decode_rows(state, chunk, index, axes)
     for row in range(BATCH):
-        expected, expected_state = model_utils.decode(
-            model, _slice_rows(state, axes, row), chunk[row : row + 1], index[row]
+        expected, _, expected_state = adapter.decode(
+            _slice_rows(state, axes, row), chunk[row : row + 1], index[row]
         )
         np.testing.assert_allclose(logits[row], expected[0], atol=1e-5)
         for a, b in zip(

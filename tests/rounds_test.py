@@ -8,7 +8,7 @@ import numpy as np
 from keras import ops
 from keras_hub.samplers import GreedySampler
 
-from keras_specdec import rounds
+from keras_specdec import models, rounds
 from keras_specdec.drafts import Draft
 
 VOCAB = 16
@@ -29,8 +29,8 @@ class Successor(Draft):
 
 def setup_for(target, draft, batch, max_length, gamma, stop_token_ids=None):
     return rounds.RoundSetup(
-        target=target,
-        draft=draft,
+        target=None if target is None else models.adapt(target),
+        draft=None if draft is None else models.adapt(draft),
         base_sampler=GreedySampler(),
         max_length=max_length,
         forced=ops.zeros((batch, max_length + gamma), "bool"),

@@ -9,7 +9,7 @@ import pytest
 from tiny_models import VOCAB, generate_inputs, noisy_copy, tiny_causal_lm
 
 import keras_specdec
-from keras_specdec import drafts, model_utils, rejection
+from keras_specdec import drafts, model_utils, models, rejection
 
 # ---------------------------------------------------------------------------
 # Tiny GPT-2 models that carry a tokenizer (preset assets, vocabulary checks).
@@ -147,13 +147,13 @@ def test_model_free_drafts_round_trip_with_identical_output():
         restored = keras_hub.samplers.get(keras_hub.samplers.serialize(sampler))
         assert type(restored.draft) is type(draft)
         # The same proposals: identical draft logits at every position.
-        states = [model_utils.init_state(d, token_ids, padding_mask)
-                  for d in (draft, restored.draft)]  # fmt: skip
+        adapters = [models.adapt(d) for d in (draft, restored.draft)]
+        states = [a.init_state(token_ids, padding_mask) for a in adapters]
         for index in range(3, 11):
             chunk = token_ids[:, index : index + 1]
             logits = []
-            for i, d in enumerate((draft, restored.draft)):
-                out, states[i] = model_utils.decode(d, states[i], chunk, index)
+            for i, adapter in enumerate(adapters):
+                out, _, states[i] = adapter.decode(states[i], chunk, index)
                 logits.append(np.asarray(out))
             np.testing.assert_array_equal(logits[0], logits[1])
         samplers[type(draft).__name__] = (sampler, restored)
@@ -261,7 +261,7 @@ def test_context_shorter_than_max_length_is_refused_before_compiling():
     # max_length within the draft's context works.
     assert generated_ids(target, sampler, token_batch(16)).shape == (2, 16)
     # Model-free drafts and position schemes without a table have no limit.
-    assert model_utils.context_length(drafts.PromptLookupDraft(VOCAB)) is None
+    assert models.adapt(drafts.PromptLookupDraft(VOCAB)).context_length is None
     assert model_utils.context_length(tiny_causal_lm("llama", "draft")) is None
 
 
