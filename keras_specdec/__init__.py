@@ -14,6 +14,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 from keras_specdec import (
     analysis,  # noqa: E402
     distill,  # noqa: E402
+    gemma4,  # noqa: E402 (registers the Gemma4 assistants' adapter)
     pairs,  # noqa: E402
 )
 from keras_specdec.speculative_sampler import SpeculativeSampler  # noqa: E402
@@ -36,6 +37,7 @@ __all__ = [
     "analysis",
     "distill",
     "drafts",
+    "gemma4",
     "pairs",
     "__version__",
 ]

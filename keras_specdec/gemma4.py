@@ -73,6 +73,8 @@ import jax
 import keras_hub
 from keras import ops
 
+from keras_specdec import models
+
 
 def is_assistant(model):
     """Whether `model` is a KerasHub Gemma4 MTP assistant."""
@@ -284,3 +286,127 @@ def assistant_rows(
     return jax.vmap(one_row)(
         token_ids, hidden, kv, position, ops.cast(attend_through, "int32")
     )
+
+
+class Gemma4AssistantAdapter(models.ModelAdapter):
+    """A `Gemma4AssistantCausalLM` behind the sampler's model interface.
+
+    It reads the target (`reads_target`): the sampler binds it to its
+    `Gemma4CausalLM` target (`for_target`, when `generate()` traces, before
+    anything compiles) and hands `first_logits` a `models.TargetView`.
+
+    Its state, per row (batch axis 0 everywhere):
+
+    - `kv` `(batch, 2, 2, max_length, heads, head_dim)`: the target's two
+      source cache layers (`shared_kv`) as of the round's start;
+    - `hidden` `(batch, target_hidden_dim)`: the assistant's last next hidden;
+    - `position` int32 `(batch,)`: the round's fixed RoPE position,
+      index - 1.
+
+    Args:
+        model: a `keras_hub.models.Gemma4AssistantCausalLM`.
+        target: its `keras_hub.models.Gemma4CausalLM` (None until bound).
+
+    Example:
+
+    ```python
+    adapter = keras_specdec.models.adapt(assistant).for_target(target)
+    ```
+    """
+
+    reads_target = True
+
+    def __init__(self, model, target=None):
+        super().__init__(model)
+        self.target = target
+        self.kv_sources = None if target is None else kv_source_layers(target)
+
+    def for_target(self, target):
+        """This adapter bound to `target` (checked: `check_pair`)."""
+        check_pair(target, self.model)
+        return Gemma4AssistantAdapter(self.model, target)
+
+    def _bound(self):
+        if self.target is None:
+            raise ValueError(
+                "A Gemma4 assistant drafts for a `Gemma4CausalLM` target: use "
+                "it as `keras_specdec.SpeculativeSampler(draft=assistant)` "
+                "compiled into the target (`target.compile(sampler=...)`), or "
+                "bind it with `adapter.for_target(target)`."
+            )
+        return self.target
+
+    def init_state(self, token_ids, padding_mask, target=None):
+        if target is None:
+            raise ValueError(
+                "A Gemma4 assistant's state is built from the target's "
+                "(a `models.TargetView`), which was not given."
+            )
+        self._bound()
+        cache = target.state
+        if len(getattr(cache, "shape", ())) != 6:
+            raise ValueError(
+                "A Gemma4 assistant reads a `Gemma4CausalLM` cache: one array "
+                "(batch, layers, 2, max_length, heads, head_dim); the target's "
+                f"state is {jax.tree.map(ops.shape, cache)}."
+            )
+        batch = ops.shape(token_ids)[0]
+        kv = shared_kv(cache, self.kv_sources)
+        hidden = ops.zeros(
+            (batch, ops.shape(target.hidden)[-1]), dtype=target.hidden.dtype
+        )
+        return (kv, hidden, ops.zeros((batch,), "int32"))
+
+    def decode(self, state, token_ids, index, prompt_mask=None):
+        raise NotImplementedError(
+            "A Gemma4 assistant has no decoding pass of its own: it drafts "
+            "from the target's hidden states and cache (`first_logits`, "
+            "`next_logits`)."
+        )
+
+    def first_logits(self, state, tokens, index, forced, axes, target=None):
+        """Proposal 0 from (x_{index-1}, h_{index-2}) and the target's cache,
+        at the fixed position index - 1, attending to positions <= index - 2.
+
+        Args:
+            tokens: int `(batch, length)`; index: int32 `(batch,)` (>= 1).
+            target: the `models.TargetView` of this round: hidden states from
+                `hidden_start`, the target's cache after its last pass.
+
+        Returns:
+            `(logits, state)`, logits float32 `(batch, vocab)`.
+        """
+        index = ops.cast(index, "int32")
+        kv = shared_kv(target.state, self.kv_sources)  # (batch, 2, 2, T, h, d)
+        last_token = models.take_row(tokens, index - 1)  # (batch,)
+        # h_{index-2}: offset index - 2 - hidden_start in the view; zeros for
+        # positions before the sequence (1-token prompts, empty prompts).
+        n = ops.shape(target.hidden)[1]
+        offset = index - 2 - ops.cast(target.hidden_start, "int32")  # (batch,)
+        hidden = models.take_row(target.hidden, ops.clip(offset, 0, n - 1))
+        known = ops.logical_and(
+            index - 2 >= 0, ops.logical_and(offset >= 0, offset < n)
+        )
+        hidden = ops.where(known[:, None], hidden, ops.zeros_like(hidden))
+        position = index - 1
+        logits, next_hidden = assistant_rows(
+            self.model, self._bound(), last_token, hidden, kv, position
+        )
+        return logits, (kv, ops.cast(next_hidden, hidden.dtype), position)
+
+    def next_logits(self, state, tokens, position, forced, axes):
+        """Proposal j from proposal j - 1 (the token at `position`) and the
+        assistant's own next hidden, at the round's fixed position.
+
+        Returns:
+            `(logits, state)`, logits float32 `(batch, vocab)`.
+        """
+        kv, hidden, anchor = state
+        token = models.take_row(tokens, ops.cast(position, "int32"))  # (batch,)
+        logits, next_hidden = assistant_rows(
+            self.model, self._bound(), token, hidden, kv, anchor
+        )
+        return logits, (kv, ops.cast(next_hidden, hidden.dtype), anchor)
+
+
+models.register_adapter(keras_hub.models.Gemma4AssistantCausalLM, Gemma4AssistantAdapter)
