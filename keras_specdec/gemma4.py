@@ -409,4 +409,6 @@ class Gemma4AssistantAdapter(models.ModelAdapter):
         return logits, (kv, ops.cast(next_hidden, hidden.dtype), anchor)
 
 
-models.register_adapter(keras_hub.models.Gemma4AssistantCausalLM, Gemma4AssistantAdapter)
+models.register_adapter(
+    keras_hub.models.Gemma4AssistantCausalLM, Gemma4AssistantAdapter
+)

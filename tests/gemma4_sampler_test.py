@@ -50,9 +50,7 @@ def test_greedy_identity_ragged_empty_prompt_stop_tokens(target, batch, plain, h
     expected, stop, expected_stopped = plain
     ends = expected_stopped["padding_mask"].sum(1)
     assert len(set(ends.tolist())) > 2  # rows stop at different positions
-    sampler = keras_specdec.SpeculativeSampler(
-        tiny_gemma4_assistant(HEADS[head]), 3
-    )
+    sampler = keras_specdec.SpeculativeSampler(tiny_gemma4_assistant(HEADS[head]), 3)
     out = generate(target, sampler, token_ids, padding_mask, family="gemma4")
     np.testing.assert_array_equal(out["token_ids"], expected["token_ids"])
     stats = sampler.stats()
