@@ -14,6 +14,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 from keras_specdec import (
     analysis,  # noqa: E402
     distill,  # noqa: E402
+    gemma4,  # noqa: E402 (registers the Gemma4 assistants' adapter)
     head_distill,  # noqa: E402
     heads,  # noqa: E402
     pairs,  # noqa: E402
@@ -22,13 +23,13 @@ from keras_specdec.speculative_sampler import SpeculativeSampler  # noqa: E402
 
 __version__ = "0.1.0"
 
-from keras_specdec.heads import DraftHead  # noqa: E402
 from keras_specdec.drafts import (
     BigramDraft,  # noqa: E402
     Draft,  # noqa: E402
     PromptLookupDraft,  # noqa: E402
     UnigramDraft,  # noqa: E402
 )
+from keras_specdec.heads import DraftHead  # noqa: E402
 
 __all__ = [
     "BigramDraft",
@@ -40,6 +41,7 @@ __all__ = [
     "analysis",
     "distill",
     "drafts",
+    "gemma4",
     "head_distill",
     "heads",
     "pairs",

@@ -99,6 +99,13 @@ class ModelAdapter:
         """As a target: the decoding state from `generate_step`'s cache."""
         return cache
 
+    def for_target(self, target):
+        """This draft's adapter for `target` (the KerasHub model `generate()`
+        runs). Drafts that need the target model itself (its embedding
+        table, a Gemma4 assistant) return a bound adapter and check the pair
+        here, before anything compiles; the default is this adapter."""
+        return self
+
     # -- the two calls every model answers ---------------------------------
 
     def init_state(self, token_ids, padding_mask, target=None):

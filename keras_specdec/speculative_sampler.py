@@ -303,7 +303,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
                 "`target.generate()`."
             )
         model_utils.check_rollback(model, "target")
-        target, draft = models.adapt(model), self.draft_adapter
+        target, draft = models.adapt(model), self.draft_adapter.for_target(model)
         model_free = isinstance(draft, models.ModelFreeAdapter)
         kind = {True: "an encoder-decoder `Seq2SeqLM`", False: "a `CausalLM`"}
         if draft.reads_target and target.is_seq2seq:
@@ -386,7 +386,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
         if mask is None:
             mask = ops.zeros_like(prompt, dtype="bool")
         prompt_mask = ops.cast(mask, "bool")  # (batch, max_length)
-        target, draft = models.adapt(model), self.draft_adapter
+        target, draft = models.adapt(model), self.draft_adapter.for_target(model)
         target_state = target.target_state(cache)
         setup = rounds.RoundSetup(
             target=target,
