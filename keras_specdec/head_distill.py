@@ -157,9 +157,7 @@ class HeadDistillationModel(keras.Model):
         loss = self._step_loss(y_pred, "", positions, real)
         if self.step2_weight:
             # Position 0's step-2 input is zeros either way; count t >= 1.
-            later = ops.concatenate(
-                [ops.zeros_like(real[:, :1]), real[:, 1:]], axis=1
-            )
+            later = ops.concatenate([ops.zeros_like(real[:, :1]), real[:, 1:]], axis=1)
             loss = loss + self.step2_weight * self._step_loss(
                 y_pred, "_2", positions * later, real * later
             )
@@ -299,7 +297,10 @@ def distill_head(
         )
     head.check_weights()
     vocab = int(target.backbone.vocabulary_size)
-    if vocab != head.vocabulary_size or int(target.backbone.hidden_dim) != head.hidden_dim:
+    if (
+        vocab != head.vocabulary_size
+        or int(target.backbone.hidden_dim) != head.hidden_dim
+    ):
         raise ValueError(
             f"The head (vocabulary {head.vocabulary_size}, hidden "
             f"{head.hidden_dim}) does not match the target (vocabulary {vocab}, "

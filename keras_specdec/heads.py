@@ -202,7 +202,10 @@ class DraftHead(keras.Model):
         tokens = self.token_embedding(token_ids)  # (batch, n, d)
         positions = self.position_embedding(tokens, start_index=start_index)
         x = ops.concatenate(
-            [tokens + ops.cast(positions, tokens.dtype), ops.cast(target_hidden, tokens.dtype)],
+            [
+                tokens + ops.cast(positions, tokens.dtype),
+                ops.cast(target_hidden, tokens.dtype),
+            ],
             axis=-1,
         )  # (batch, n, 2d)
         return self.fuse(x)  # (batch, n, d)

@@ -100,7 +100,9 @@ def main():
         out, used = [], []
         for start in range(0, len(ids), 32):
             chunk = ids[start : start + 32]
-            for i, tokens in zip(chunk, tokenizer([read_clean(pairs[i][1]) for i in chunk])):
+            for i, tokens in zip(
+                chunk, tokenizer([read_clean(pairs[i][1]) for i in chunk])
+            ):
                 out.extend(np.asarray(tokens).tolist())
                 out.append(end_id)
                 used.append(names[i])

@@ -112,7 +112,7 @@ def parse_args():
     p.add_argument(
         "--record",
         default=None,
-        help="A pair's training.json to record the run in (its \"head\" entry).",
+        help='A pair\'s training.json to record the run in (its "head" entry).',
     )
     return p.parse_args()
 
@@ -156,7 +156,9 @@ def main():
         head.decoder.set_weights(target.backbone.transformer_layers[-1].get_weights())
     train = rows(np.load(os.path.join(args.data, "train.npy")), args.seq_len, args.seed)
     valid = rows(
-        np.load(os.path.join(args.data, "valid.npy")), args.seq_len, limit=args.valid_rows
+        np.load(os.path.join(args.data, "valid.npy")),
+        args.seq_len,
+        limit=args.valid_rows,
     )
     print(f"train rows {len(train['token_ids'])}, valid rows {len(valid['token_ids'])}")
 

@@ -99,7 +99,9 @@ def test_config_and_preset_round_trip(target, tmp_path):
     head.save_to_preset(str(tmp_path / "f16"))
     loaded = heads.DraftHead.from_preset(str(tmp_path / "f16"))
     for w, v in zip(head.get_weights(), loaded.get_weights()):
-        np.testing.assert_array_equal(np.asarray(w, "float16"), np.asarray(v, "float16"))
+        np.testing.assert_array_equal(
+            np.asarray(w, "float16"), np.asarray(v, "float16")
+        )
     np.testing.assert_allclose(loaded(inputs)[0], head(inputs)[0], atol=2e-2)
     with pytest.raises(ValueError, match="is missing"):
         heads.DraftHead.from_preset(str(tmp_path / "nothing"))
@@ -200,13 +202,15 @@ def test_adapter_first_and_next_logits_match_the_uncached_head(target, num_rows)
     window_hidden = np.take_along_axis(np.asarray(hidden), rows[:, :, None], axis=1)
     round_view = models.TargetView(window_hidden, hidden_start, (), ())
     forced = np.zeros(tokens.shape, bool)
-    logits, state = adapter.first_logits(
-        state, tokens, index, forced, axes, round_view
-    )
+    logits, state = adapter.first_logits(state, tokens, index, forced, axes, round_view)
     fed = np.asarray(heads.shift_right(hidden))
-    full_logits, full_hidden = head({"token_ids": tokens[:, :max_length], "target_hidden": fed})
+    full_logits, full_hidden = head(
+        {"token_ids": tokens[:, :max_length], "target_hidden": fed}
+    )
     for row in range(num_rows):
-        np.testing.assert_allclose(logits[row], full_logits[row, index[row] - 1], atol=1e-4)
+        np.testing.assert_allclose(
+            logits[row], full_logits[row, index[row] - 1], atol=1e-4
+        )
     # Next step: the token at `index` with the head's own estimate h^_{index-1}.
     logits, state = adapter.next_logits(state, tokens, index, forced, axes)
     own = fed.copy()
