@@ -70,7 +70,7 @@ def path(name, role):
             raise ValueError(
                 f"Pair {name!r} ships no draft head ({directory} is missing); "
                 "pairs with one: "
-                f"{[n for n in available() if os.path.isdir(os.path.join(PAIRS_DIR, n, 'head'))]}."
+                f"{[n for n in available() if _has_head(n)]}."
             )
         raise ValueError(f"No shipped pair named {name!r}; available: {available()}.")
     return directory
@@ -182,3 +182,7 @@ def benchmark_prompts(name):
         raise FileNotFoundError(f"Pair {name!r} ships no prompts ({file}).")
     with open(file, encoding="utf-8") as f:
         return [entry["prompt"] for entry in json.load(f)]
+
+
+def _has_head(name):
+    return os.path.isdir(os.path.join(PAIRS_DIR, name, "head"))

@@ -16,7 +16,7 @@ estimated from the per-repetition values.
 
 Example:
 
-    KERAS_BACKEND=jax python scripts/block_verification_benchmark.py \\
+    KERAS_BACKEND=jax python scripts/comparison/block_verification_benchmark.py \\
         --batch-sizes 1 16 --temperature 1 --gamma 4 --repetitions 8
 """
 
@@ -26,7 +26,7 @@ import statistics
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def parse_args(argv=None):

@@ -1,6 +1,6 @@
 """Tokens per target call of the code pair's draft head next to its draft model.
 
-    python scripts/head_acceptance.py --gamma 4 --new-tokens 128
+    python scripts/comparison/head_acceptance.py --gamma 4 --new-tokens 128
 
 Runs `generate()` at batch 1 on each held-out prompt of the code pair
 (`keras_specdec.pairs.benchmark_prompts("code")`, first ``--prompt-tokens``

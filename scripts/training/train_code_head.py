@@ -1,7 +1,7 @@
 """Train the code pair's EAGLE-style draft head on CPU (resumable) and export it.
 
-    python scripts/prepare_head_corpus.py --out /work/head_run/data
-    python scripts/train_code_head.py --data /work/head_run/data \
+    python scripts/data/prepare_head_corpus.py --out /work/head_run/data
+    python scripts/training/train_code_head.py --data /work/head_run/data \
         --run-dir /work/head_run --steps 600 --stop-at 09:47
 
 The target (``keras_specdec/pairs/code/target``) is frozen; the head
@@ -33,7 +33,8 @@ def parse_args():
     p.add_argument(
         "--data",
         default="data/code_head",
-        help="Directory with train.npy / valid.npy from scripts/prepare_head_corpus.py.",
+        help="Directory with train.npy / valid.npy from "
+        "scripts/data/prepare_head_corpus.py.",
     )
     p.add_argument(
         "--run-dir",
@@ -139,7 +140,8 @@ def deadline_seconds(stop_at):
 def main():
     args = parse_args()
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(root)))
     import keras
 
     from keras_specdec import head_distill, heads, pairs

@@ -1,6 +1,6 @@
 """Tokenise a training subset of the code corpus for the code pair's draft head.
 
-    python scripts/prepare_head_corpus.py --out data/code_head --tokens 6000000
+    python scripts/data/prepare_head_corpus.py --out data/code_head --tokens 6000000
 
 The shipped code pair was trained on ``data/code_large`` (built by
 `scripts/prepare_code_corpus.py`, not in git). This rebuilds the part the
@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prepare_code_corpus import corpus_files, read_clean  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PAIR = os.path.join(ROOT, "keras_specdec", "pairs", "code")
 
 

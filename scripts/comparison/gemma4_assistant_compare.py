@@ -13,8 +13,8 @@ and prompts:
    target's exact marginal (enumerated with full forward passes), for plain
    sampling (the noise level at this many rows), KerasHub's path and ours.
 
-    python scripts/gemma4_assistant_compare.py
-    python scripts/gemma4_assistant_compare.py --head centroid --num-rows 8000
+    python scripts/comparison/gemma4_assistant_compare.py
+    python scripts/comparison/gemma4_assistant_compare.py --head centroid --num-rows 8000
 """
 
 import argparse
