@@ -14,7 +14,8 @@ and prompts:
    sampling (the noise level at this many rows), KerasHub's path and ours.
 
     python scripts/comparison/gemma4_assistant_compare.py
-    python scripts/comparison/gemma4_assistant_compare.py --head centroid --num-rows 8000
+    python scripts/comparison/gemma4_assistant_compare.py --head centroid \
+        --num-rows 8000
 """
 
 import argparse
