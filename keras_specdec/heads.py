@@ -465,26 +465,37 @@ def _adapter_class():
             return self.model.max_sequence_length - CACHE_MARGIN
 
         def init_state(self, token_ids, padding_mask, target=None):
-            if target is None:
-                raise ValueError(
-                    "A DraftHead drafts from the target's hidden states: "
-                    "init_state needs the target's prefill (a TargetView)."
-                )
+            """The head's cache over the prompt, fed with the target's
+            prefill features (`target`, a TargetView). Without a target
+            (cost measurements: `analysis.measure_step_seconds`) the
+            features are zeros; the sampler always passes the prefill."""
             batch, max_length = ops.shape(token_ids)
             cache = self.model.build_cache(batch, max_length)
+            if target is None:
+                hidden = ops.zeros(
+                    (batch, max_length, self.model.hidden_dim),
+                    self.model.compute_dtype,
+                )
+            else:
+                hidden = target.hidden
             # Prefill: every buffer position with the target's h_{t-1}
             # (positions past a row's prompt are overwritten before use).
-            fed = shift_right(ops.cast(target.hidden, self.model.compute_dtype))
+            fed = shift_right(ops.cast(hidden, self.model.compute_dtype))
             _, hidden, cache = self.model.call_with_cache(
                 self.within_vocabulary(token_ids), fed, cache, 0
             )
             return {"cache": cache, "hidden": hidden[:, 0]}
 
         def decode(self, state, token_ids, index, prompt_mask=None):
-            raise NotImplementedError(
-                "A DraftHead needs the target's hidden states with its tokens; "
-                "the sampler calls first_logits / next_logits."
+            """Tokens at `index ..` fed with the head's own latest feature
+            estimate (what draft steps 2..gamma do; the sampler itself calls
+            `first_logits` / `next_logits`). Used to time a head step."""
+            chunk = ops.shape(token_ids)[1]
+            features = ops.repeat(state["hidden"][:, None, :], chunk, axis=1)
+            logits, hidden, cache = self.model.call_with_cache(
+                self.within_vocabulary(token_ids), features, state["cache"], index
             )
+            return logits, hidden, {"cache": cache, "hidden": hidden[:, -1]}
 
         def _rows(self, state, token_ids, start, features, axes):
             """Per-row `call_with_cache` at row positions `start` (batch,)."""

@@ -50,6 +50,14 @@ def build_parser():
         "a directory laid out like one (target/, draft/, prompts).",
     )
     parser.add_argument(
+        "--draft",
+        default="model",
+        choices=["model", "head"],
+        help="The pair's draft to time at --gammas: 'model' (its draft model) "
+        "or 'head' (its trained draft head, which reads the target's hidden "
+        "states; code pair).",
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         default=0,
@@ -231,6 +239,11 @@ def check_args(parser, args):
     for name in ("gammas", "model_free_gammas", "batch_sizes"):
         if min(getattr(args, name)) < 1:
             parser.error(f"--{name.replace('_', '-')} must all be >= 1.")
+    if args.draft == "head" and (args.prompts or args.draft_weights):
+        parser.error(
+            "--draft head loads the pair's shipped head preset: run it with "
+            "the pair's text prompts and without --draft-weights."
+        )
     if args.prompts is None:
         return
     if args.write_prompts:

@@ -153,6 +153,8 @@ class Workload:
             model = keras_hub.models.CausalLM.from_preset(
                 keras_specdec.pairs.path(self.args.pair, role), preprocessor=None
             )
+        elif role == "draft" and getattr(self.args, "draft", "model") == "head":
+            model = keras_specdec.pairs.load(self.args.pair, draft="head")[1]
         else:
             model = keras_specdec.pairs.load(self.args.pair)[role == "draft"]
         if weights:  # backbone weights (best.weights.h5 of the training scripts)
@@ -313,8 +315,14 @@ def run(args, on_rows=None):
     fitted = fit_model_free_drafts(work.target, args)
     rows = []
     for temperature in args.temperatures:
-        configs = [(f"{work.name}/draft", work.draft, g) for g in args.gammas]
-        configs += [(f"{work.name}/draft", work.draft, s) for s in args.schedules]
+        configs = [
+            (f"{work.name}/{getattr(args, 'draft', 'model')}", work.draft, g)
+            for g in args.gammas
+        ]
+        configs += [
+            (f"{work.name}/{getattr(args, 'draft', 'model')}", work.draft, s)
+            for s in args.schedules
+        ]
         configs += [
             (name, fitted[name], g)
             for name in args.model_free_drafts
