@@ -196,9 +196,9 @@ def estimate_head_alpha(target, head, data, *, base_sampler="random", batch_size
     Returns:
         `(alpha_step1, alpha_step2)` floats.
     """
-    from keras_specdec.speculative_sampler import _get_base_sampler
+    from keras_specdec.rejection import get_base_sampler
 
-    sampler = _get_base_sampler(base_sampler)
+    sampler = get_base_sampler(base_sampler)
     model = HeadDistillationModel(target, head)
     token_ids = np.asarray(data["token_ids"])
     padding_mask = np.asarray(data["padding_mask"]).astype(bool)
