@@ -45,15 +45,9 @@ def check_rollback(model, role):
         )
 
 
-def is_model_free(model):
-    from keras_specdec.drafts import Draft
-
-    return isinstance(model, Draft)
-
-
 def vocabulary_size(model):
-    if is_model_free(model):
-        return int(model.vocabulary_size)
+    """`model.backbone.vocabulary_size` (a model-free draft's adapter reads
+    its own `vocabulary_size`)."""
     backbone = getattr(model, "backbone", None)
     size = getattr(backbone, "vocabulary_size", None)
     if size is None:
@@ -156,9 +150,9 @@ def context_length(model):
     fewest over its `PositionEmbedding` layers, e.g. GPT-2, OPT, BART), or
     None for model-free drafts and position schemes without a table (RoPE,
     ALiBi, T5's relative buckets)."""
-    if is_model_free(model):
+    backbone = getattr(model, "backbone", None)
+    if backbone is None:  # no layers (a model-free draft): no table
         return None
-    backbone = getattr(model, "backbone", model)
     lengths = [
         int(layer.sequence_length)
         for layer in backbone._flatten_layers(include_self=False)
