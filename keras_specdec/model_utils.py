@@ -11,6 +11,7 @@ arguments of the current call, never values frozen into the program, so a
 second batch of the same shape that hits the jit cache gets its own inputs.
 """
 
+import contextlib
 import contextvars
 import difflib
 import functools
@@ -226,6 +227,18 @@ def publish_generate_inputs(model_class):
 
     generate_step._keras_specdec_publishes_inputs = True
     owner.generate_step = generate_step
+
+
+@contextlib.contextmanager
+def no_generate_inputs():
+    """A scope in which no encoder inputs are published: a causal target's
+    `generate()` has none, and inputs left over from an earlier call (or a
+    test that set them) must not leak into its drafts."""
+    token = _GENERATE_INPUTS.set(None)
+    try:
+        yield
+    finally:
+        _GENERATE_INPUTS.reset(token)
 
 
 def current_generate_inputs(model):

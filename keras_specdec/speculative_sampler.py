@@ -375,6 +375,22 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
     ):
         self._check_target(model, prompt)
         self.trace_count += 1
+        if not models.adapt(model).is_seq2seq:
+            # A causal target's call publishes no encoder inputs: none may
+            # leak in from an earlier call (prompt lookup reads them).
+            with model_utils.no_generate_inputs():
+                return self._generate(
+                    next, prompt, cache, index, mask, stop_token_ids,
+                    hidden_states, model,
+                )  # fmt: skip
+        return self._generate(
+            next, prompt, cache, index, mask, stop_token_ids, hidden_states, model
+        )
+
+    def _generate(
+        self, next, prompt, cache, index, mask, stop_token_ids, hidden_states, model
+    ):
+        """`__call__` once the target is checked: start -> loop -> output."""
         max_length = ops.shape(prompt)[1]
         # Static gamma for this max_length: the verify window must fit.
         gamma = min(self.max_speculative_tokens if self.adaptive

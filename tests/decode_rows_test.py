@@ -29,7 +29,7 @@ def _models():
 
 
 @pytest.mark.parametrize("name,build", list(_models()), ids=[n for n, _ in _models()])
-def test_decode_rows_equals_one_call_per_row(name, build):
+def test_decode_rows_equals_one_call_per_row(name, build, request):
     model = build()
     rng = np.random.default_rng(0)
     token_ids = rng.integers(1, 40, (BATCH, LENGTH)).astype("int32")
@@ -37,7 +37,8 @@ def test_decode_rows_equals_one_call_per_row(name, build):
     index = np.array([2, 5, 9], "int32")  # each row its own position
     if models.adapt(model).is_seq2seq:
         inputs = seq2seq_inputs([[5, 6, 7]] * BATCH, [[1]] * BATCH, 8, LENGTH)
-        model_utils._GENERATE_INPUTS.set(inputs)
+        token = model_utils._GENERATE_INPUTS.set(inputs)
+        request.addfinalizer(lambda: model_utils._GENERATE_INPUTS.reset(token))
     adapter = models.adapt(model)
     state = adapter.init_state(token_ids, padding_mask)
     axes = adapter.batch_axes(state, token_ids, padding_mask)

@@ -124,7 +124,9 @@ def compiled_generate_text(model, inputs):
             (model.trainable_variables, weight_shardings),
         )
         for v, s in zip(variables, shardings)
-        if not s.is_equivalent_to(v.value.sharding, len(v.shape))
+        # None: an argument the executable does not read (the call-count
+        # variable, assigned outside the compiled loop): nothing to reshard.
+        if s is not None and not s.is_equivalent_to(v.value.sharding, len(v.shape))
     ]
     return compiled.as_text(), mismatched
 
