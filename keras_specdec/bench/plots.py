@@ -11,9 +11,6 @@ def plot(rows, out_dir):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-
-    from keras_specdec import analysis
 
     sel_all = _model_draft_rows(rows)
     draft_name = rows[0]["draft"]
@@ -48,15 +45,14 @@ def plot(rows, out_dir):
                 g, [r["predicted_with_verify_cost"] for r in sel], "-",
                 color=colour, label=f"T={t}: Theorem 3.8 with measured v",
             )  # fmt: skip
-            alpha = float(np.mean([r["alpha"] for r in sel]))
-            grid = np.arange(1, max(g) + 1)
-            ax.plot(
-                grid,
-                [analysis.expected_speedup(alpha, k, sel[0]["c"]) for k in grid],
-                ":", color=colour, alpha=0.7,
-                label=f"T={t}: Theorem 3.8, v=1 (alpha {alpha:.2f}, "
-                f"c {sel[0]['c']:.3f})",
-            )  # fmt: skip
+            line = theorem_line(sel)
+            if line is not None:
+                gammas, speedups, alpha = line
+                ax.plot(
+                    gammas, speedups, ":", color=colour, alpha=0.7,
+                    label=f"T={t}: Theorem 3.8, v=1 (alpha {alpha:.2f}, "
+                    f"c {sel[0]['c']:.3f})",
+                )  # fmt: skip
             for r in sel_b:
                 if r["temperature"] == t and _is_schedule(r):
                     marker = "*" if r["gamma"] == "auto" else "X"
@@ -67,7 +63,10 @@ def plot(rows, out_dir):
                     )  # fmt: skip
         ticks = fixed_gammas + [schedule_x[s] for s in schedules]
         ax.set_xticks(ticks, [str(g) for g in fixed_gammas] + schedules)
-        ax.set_xlabel("gamma (num_speculative_tokens), then adaptive schedules")
+        ax.set_xlabel(
+            "gamma (num_speculative_tokens)"
+            + (", then adaptive schedules" if schedules else "")
+        )
         ax.set_ylabel("speedup over the target alone (walltime)")
         ax.set_ylim(bottom=0)
         ax.set_title(
@@ -140,3 +139,29 @@ def plot(rows, out_dir):
         plt.close(fig)
         written.append("speedup_vs_batch.png")
     return written
+
+
+def theorem_line(rows):
+    """Theorem 3.8's v = 1 speedup at the gammas these rows measured (one
+    draft, one temperature, fixed gammas): `(gammas, speedups, alpha)` with
+    alpha the rows' mean, or None when no row judged a proposal (alpha NaN).
+
+    >>> rows = [{"gamma": 2, "alpha": 0.5, "c": 0.0},
+    ...         {"gamma": 4, "alpha": 0.5, "c": 0.0}]
+    >>> gammas, speedups, alpha = theorem_line(rows)
+    >>> gammas, [round(x, 4) for x in speedups], alpha
+    ([2, 4], [1.75, 1.9375], 0.5)
+    >>> theorem_line([{"gamma": 2, "alpha": float("nan"), "c": 0.0}]) is None
+    True
+    """
+    import math
+
+    from keras_specdec import theory
+
+    alphas = [r["alpha"] for r in rows]
+    if not alphas or any(math.isnan(a) for a in alphas):
+        return None
+    alpha = sum(alphas) / len(alphas)
+    gammas = sorted({r["gamma"] for r in rows})
+    c = rows[0]["c"]
+    return gammas, [theory.expected_speedup(alpha, k, c) for k in gammas], alpha

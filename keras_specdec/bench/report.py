@@ -45,17 +45,25 @@ def result_row(
     def v(g):
         return target_seconds[g + 1] / step
 
-    if isinstance(gamma, str):
-        best_gamma = max(
-            gammas,
-            key=lambda g: analysis.expected_speedup_with_verify_cost(alpha, g, c, v(g)),
-        )
+    if math.isnan(alpha):
+        # No proposal judged (prompt lookup without a match): no alpha, so
+        # no prediction (the theory functions refuse NaN).
+        best_gamma = max(gammas) if isinstance(gamma, str) else gamma
+        predicted = predicted_v = float("nan")
     else:
-        best_gamma = gamma
-    predicted = analysis.expected_speedup(alpha, best_gamma, c)
-    predicted_v = analysis.expected_speedup_with_verify_cost(
-        alpha, best_gamma, c, v(best_gamma)
-    )
+        if isinstance(gamma, str):
+            best_gamma = max(
+                gammas,
+                key=lambda g: analysis.expected_speedup_with_verify_cost(
+                    alpha, g, c, v(g)
+                ),
+            )
+        else:
+            best_gamma = gamma
+        predicted = analysis.expected_speedup(alpha, best_gamma, c)
+        predicted_v = analysis.expected_speedup_with_verify_cost(
+            alpha, best_gamma, c, v(best_gamma)
+        )
     measured = base["median"] / speculative["median"]
     # Per-round breakdown: a round is gamma draft calls (the first re-feeds
     # one more token: a 2-token call) and a verify pass of gamma + 1 tokens;
