@@ -345,19 +345,10 @@ def rejection_sample(
     recovery_probs = ops.concatenate([residual_probs, bonus_probs], axis=1)
     at = num_accepted[:, None, None]
     chosen_probs = ops.take_along_axis(recovery_probs, at, axis=1)[:, 0]
-    if recovery_seed is None:
-        recovery_seed = seed
-    recovered = sample_categorical(chosen_probs, recovery_seed)  # (batch,)
-    forced_at = ops.take_along_axis(forced, num_accepted[:, None], axis=1)[:, 0]
-    forced_token_at = ops.take_along_axis(
-        forced_token_ids, num_accepted[:, None], axis=1
-    )[:, 0]
-    recovered = ops.where(forced_at, forced_token_at, recovered)
-
-    output = ops.concatenate([draft_token_ids, recovered[:, None]], axis=1)
-    positions = ops.arange(gamma + 1)[None, :]
-    output = ops.where(positions == num_accepted[:, None], recovered[:, None], output)
-    return ops.cast(output, "int32"), num_accepted
+    return _write_recovered(
+        draft_token_ids, num_accepted, chosen_probs, forced, forced_token_ids,
+        recovery_seed if recovery_seed is not None else seed,
+    )  # fmt: skip
 
 
 def _proposed_mask(gamma, num_proposed):
@@ -594,9 +585,34 @@ def block_rejection_sample(
     chosen_probs = ops.where(
         total > 0.0, residual / ops.where(total > 0.0, total, 1.0), chosen_target
     )  # (batch, vocab)
-    if recovery_seed is None:
-        recovery_seed = seed
-    recovered = sample_categorical(chosen_probs, recovery_seed)  # (batch,)
+    return _write_recovered(
+        draft_token_ids, num_accepted, chosen_probs, forced, forced_token_ids,
+        recovery_seed if recovery_seed is not None else seed,
+    )  # fmt: skip
+
+
+def _write_recovered(
+    draft_token_ids, num_accepted, chosen_probs, forced, forced_token_ids, seed
+):
+    """The token after each row's accepted proposals, written at
+    `num_accepted`: drawn from `chosen_probs` (the residual after a
+    rejection, p_{gamma+1} for the bonus), or the prompt token where that
+    position is forced.
+
+    Args:
+        draft_token_ids: int `(batch, gamma)`.
+        num_accepted: int32 `(batch,)`.
+        chosen_probs: float `(batch, vocab)`, the recovered / bonus
+            distribution of each row.
+        forced, forced_token_ids: `(batch, gamma + 1)` prompt positions and
+            their tokens.
+        seed: the draw's seed.
+
+    Returns:
+        `(output, num_accepted)`: int32 `(batch, gamma + 1)`.
+    """
+    gamma = ops.shape(draft_token_ids)[1]
+    recovered = sample_categorical(chosen_probs, seed)  # (batch,)
     forced_at = ops.take_along_axis(forced, num_accepted[:, None], axis=1)[:, 0]
     forced_token_at = ops.take_along_axis(
         forced_token_ids, num_accepted[:, None], axis=1
