@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 from keras import ops
 from keras_hub.src.utils.tensor_utils import any_equal
 
-from keras_specdec import model_utils, rejection
+from keras_specdec import model_utils, rejection, sharding
 from keras_specdec.models import TargetView, window
 from keras_specdec.phases import phase
 
@@ -118,6 +118,9 @@ class RoundSetup(NamedTuple):
     # "block": block verification (`block_rejection_sample`). Greedy
     # decoding matches argmaxes either way.
     verification: str = "token"
+    # Under `keras.distribution`: which states keep their rows replicated
+    # (`sharding.BatchLayouts`), or None.
+    batch_layouts: Any = None
 
 
 # ---------------------------------------------------------------------------
@@ -413,12 +416,14 @@ def verify(setup, state, k):
     """
     index = state.index
     verify_start = ops.minimum(index - 1, setup.max_length - k - 1)  # (batch,)
-    target_logits, target_hidden, target_state = setup.target.decode_rows(
-        state.target_state,
-        window(state.tokens, verify_start, k + 1),
+    token_ids, verify_start, prompt_mask = sharding.target_rows(
+        setup,
+        window(state.tokens, verify_start, k + 1),  # (batch, k + 1)
         verify_start,
-        setup.target_axes,
-        window(setup.forced, verify_start, k + 1),
+        window(setup.forced, verify_start, k + 1),  # (batch, k + 1)
+    )
+    target_logits, target_hidden, target_state = setup.target.decode_rows(
+        state.target_state, token_ids, verify_start, setup.target_axes, prompt_mask
     )
     state = state._replace(target_state=target_state)
     if setup.draft.reads_target:

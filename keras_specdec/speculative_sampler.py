@@ -15,6 +15,7 @@ from keras_specdec import (
     rounds,
     sampler_config,
     schedules,
+    sharding,
 )
 
 # `verification=`: how a round's proposals are judged (`rounds.accept`).
@@ -418,7 +419,9 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             verify_gammas=tuple(self._verify_gammas(gamma, draft.caps_proposals)),
             prompt=prompt,
             verification=self.verification,
+            batch_layouts=sharding.batch_layouts(model, self.draft),
         )
+        setup = sharding.constrain_setup(setup)
         schedule = self._schedule(gamma)
         seed = None if greedy else self.seed_generator.next()
         state, draft_axes = loop.start(
@@ -426,6 +429,7 @@ class SpeculativeSampler(keras_hub.samplers.Sampler):
             seed, schedule,
         )  # fmt: skip
         setup = setup._replace(draft_axes=draft_axes)
+        state = sharding.constrain_round_state(setup, state)
         # Random draws per round: one per proposal, the acceptance uniforms,
         # the recovered / bonus token; drawn before the `switch` over round
         # sizes (its branches must not advance the seed generator).

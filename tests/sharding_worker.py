@@ -132,16 +132,19 @@ def compiled_generate_text(model, inputs):
 
 
 def collectives(hlo_text):
-    """[(op, output shape)] of every collective in the compiled HLO text (a
-    collective with a tuple output gives one entry per element)."""
+    """[(op, output shape, in_loop)] of every collective in the compiled HLO
+    text (a collective with a tuple output gives one entry per element);
+    in_loop: the op comes from the body of `generate()`'s decoding loop
+    (its jax name holds "/while/body/")."""
     found = []
     op = re.compile(r"=\s+(.*?)\s+(" + "|".join(COLLECTIVES) + r")(-start)?\(")
     shape = re.compile(r"[a-z]+[0-9]*\[[0-9,]*\]")
     for line in hlo_text.splitlines():
         m = op.search(line)
         if m:
+            in_loop = "/while/body/" in line
             for s in shape.findall(re.sub(r"\{[^}]*\}", "", m.group(1))):
-                found.append((m.group(2), s))
+                found.append((m.group(2), s, in_loop))
     return found
 
 
@@ -268,7 +271,9 @@ def data_parallel():
     draft = rebuild(draft0, draft0.get_weights())
     sampler = keras_specdec.SpeculativeSampler(draft, 3)
     out = generate(target, sampler, inputs)
+    text, _ = compiled_generate_text(target, inputs)
     return {
+        "collectives": collectives(text),
         "num_devices": len(jax.devices()),
         "reference": reference.tolist(),
         "token_ids": out.tolist(),
