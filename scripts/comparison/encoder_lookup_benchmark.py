@@ -19,18 +19,23 @@ with more `--steps` continues the cached model of the same settings with the
 most steps (the remaining steps on a fresh warm-up + cosine schedule).
 
 Measurement (`measure`): batch 1, each held-out source one `generate()`
-call, stopping at the end token (the copy's length, same work for every
-configuration at T=0), decoder buffer `--max-length`. One target instance
-per configuration, compiled first (a warm-up call per configuration,
-excluded), then all timed in turn in each repetition
-(`keras_specdec.measure.median_seconds`: one timed call = a pass over the
-held-out sources), medians compared. Tokens per target call and acceptance
-are `sampler.stats()` summed over the timed passes. At T=0 every
-configuration's output (up to its end token) is checked against the
-target's own greedy output. Also printed: how much of each output the
-source holds (the share of output tokens whose preceding 2 tokens and
-itself appear as a 3-gram in the source), and for the copy task how often
-greedy output equals the edited reference.
+call, stopping at the end token, decoder buffer `--max-length`. One target
+instance per configuration, compiled first (a first pass per configuration,
+excluded), then all timed in turn in each repetition, starting at a
+different configuration each time (as `keras_specdec.measure.median_seconds`
+does; one timed call = a pass over the held-out sources), medians compared.
+At T=0 every configuration does the same work (its output up to the end
+token is checked against the target's own greedy output), so the speedup is
+the ratio of seconds per pass; at T=1 the configurations sample different
+outputs of different lengths, so compare the speedup per new token (median
+over passes of seconds / output tokens). Tokens per target call and
+acceptance are `sampler.stats()` summed over the timed passes; "output
+tokens" per target call counts the outputs' tokens instead (a round that
+accepts the end token and tokens after it counts those in `emitted_tokens`,
+but the output ends at the end token). Also printed: how much of each
+output the source holds (the share of output tokens whose preceding 2
+tokens and itself appear as a 3-gram in the source), and for the copy task
+how often greedy output equals the edited reference.
 
 The `ende` pair (`--ende`): the shipped En->De T5 target with the same lookup
 drafts on the held-out English sources (`keras_specdec.pairs.
@@ -119,10 +124,10 @@ def parse_args(argv=None):
         "--max-ngram", type=int, default=3, help="PromptLookupDraft's longest n-gram."
     )
     parser.add_argument(
-        "--num-examples", type=int, default=24, help="Held-out sources timed."
+        "--num-examples", type=int, default=64, help="Held-out sources timed."
     )
     parser.add_argument(
-        "--repetitions", type=int, default=5, help="Timed passes per configuration."
+        "--repetitions", type=int, default=10, help="Timed passes per configuration."
     )
     parser.add_argument("--seed", type=int, default=0, help="Weights, data, sampler.")
     parser.add_argument(
@@ -449,7 +454,7 @@ def measure(make_target, sources, args, label):
     import keras_specdec
     from keras_specdec.bench.run import base_sampler_for
     from keras_specdec.drafts import PromptLookupDraft
-    from keras_specdec.measure import median_seconds
+    from keras_specdec.measure import timed_call
 
     encoder_length = max(args.max_length, max(len(s) for s in sources))
     batches = [seq2seq_batch(s, args.max_length, encoder_length) for s in sources]
@@ -490,11 +495,18 @@ def measure(make_target, sources, args, label):
                 f"{time.time() - t0:.1f} s")  # fmt: skip
             if name != "target alone":
                 samplers[name].reset_stats()
-        seconds = median_seconds(
-            {name: (lambda m=m: run_all(m)) for name, m in models.items()},
-            args.repetitions,
-            warmup=0,
-        )
+        # Interleaved as `median_seconds` times (each repetition starts at
+        # another configuration), keeping each pass's output length: at T=1
+        # the configurations sample different outputs of different lengths.
+        names = list(models)
+        passes = {name: [] for name in names}  # (seconds, new tokens)
+        for repetition in range(args.repetitions):
+            for k in range(len(names)):
+                name = names[(k + repetition) % len(names)]
+                out, sec = timed_call(lambda m=models[name]: run_all(m))
+                passes[name].append((sec, sum(len(output_ids(o)) for o in out)))
+        seconds = {n: float(np.median([t for t, _ in passes[n]])) for n in names}
+        per_token = {n: float(np.median([t / c for t, c in passes[n]])) for n in names}
         plain = outputs["target alone"]
         new_tokens = sum(len(o) for o in plain)
         share = float(np.nanmean([source_share(s, o) for s, o in zip(sources, plain)]))
@@ -508,6 +520,9 @@ def measure(make_target, sources, args, label):
                 "configuration": name,
                 "seconds_per_pass": seconds[name],
                 "speedup": seconds["target alone"] / seconds[name],
+                "seconds_per_new_token": per_token[name],
+                "speedup_per_new_token": per_token["target alone"] / per_token[name],
+                "new_tokens_per_pass": float(np.mean([c for _, c in passes[name]])),
                 "output_3grams_in_source": share,
             }
             if config is not None:
@@ -516,6 +531,10 @@ def measure(make_target, sources, args, label):
                     gamma=config[0],
                     search_encoder=config[1],
                     tokens_per_target_call=stats["tokens_per_target_call"],
+                    # Outputs end at the end token; `emitted_tokens` also
+                    # counts tokens a round accepted after it.
+                    output_tokens_per_target_call=sum(c for _, c in passes[name])
+                    / stats["row_target_calls"],
                     acceptance_rate=stats["acceptance_rate"],
                     proposed_per_round=stats["proposed_tokens"] / stats["target_calls"],
                     stats={k: v for k, v in stats.items() if isinstance(v, int)},
@@ -525,10 +544,13 @@ def measure(make_target, sources, args, label):
                     row["greedy_identical"] = all(same)
                     row["identical_rows"] = f"{sum(same)}/{len(same)}"
                 log(f"  {name}: tokens/target call "
-                    f"{row['tokens_per_target_call']:.2f}, accepted/judged "
+                    f"{row['tokens_per_target_call']:.2f} (output tokens "
+                    f"{row['output_tokens_per_target_call']:.2f}), accepted/judged "
                     f"{row['acceptance_rate']:.3f}, proposals/round "
                     f"{row['proposed_per_round']:.2f}, "
                     f"{seconds[name]:.3f} s/pass, speedup {row['speedup']:.2f}x"
+                    f" (per new token {row['speedup_per_new_token']:.2f}x, "
+                    f"{row['new_tokens_per_pass']:.0f} new tokens a pass)"
                     + (f", greedy identical: {row['identical_rows']} rows"
                        if temperature == 0 else ""))  # fmt: skip
             results.append(row)
