@@ -2,14 +2,14 @@
 call (per row, from `sampler.stats()`) and walltime, interleaved.
 
 The 9 held-out prompts (`pairs.benchmark_prompts("code")`), each cut to its
-first `--prompt-tokens` tokens (`benchmark.truncate_prompts`), batched as
-`python -m keras_specdec.benchmark` batches them (`benchmark.prompt_batches`:
+first `--prompt-tokens` tokens (`bench.run.truncate_prompts`), batched as
+`python -m keras_specdec.bench` batches them (`bench.run.prompt_batches`:
 batch 1 is 9 calls, batch 16 is one call cycling the 9 prompts); no stop
 token, so every row generates to `--max-length`. Three target instances,
 each compiled once: plain `generate()`, `SpeculativeSampler(verification=
 "token")`, `SpeculativeSampler(verification="block")`, same draft, gamma,
 base sampler and seed; timed in turn within each repetition
-(`benchmark.interleaved_seconds`), medians compared. Counters accumulate over
+(`bench.run.interleaved_seconds`), medians compared. Counters accumulate over
 every timed call (each repetition draws fresh random numbers), so more
 repetitions also narrow the tokens-per-call estimate; its standard error is
 estimated from the per-repetition values.
@@ -57,7 +57,7 @@ def main(argv=None):
     import numpy as np
 
     import keras_specdec
-    from keras_specdec import benchmark
+    from keras_specdec.bench import run as benchmark
 
     prompts = keras_specdec.pairs.benchmark_prompts("code")
     names = ["plain", "token", "block"]
