@@ -521,6 +521,8 @@ def commit(setup, state, output, num_accepted, num_proposed, active):
     judged = ops.logical_and(proposed, offsets[:, :k] <= num_accepted[:, None])
     accepted = ops.logical_and(proposed, offsets[:, :k] < num_accepted[:, None])
     emitted = ops.logical_and(new, decided_now)
+    if setup.stop_token_ids is not None:
+        emitted = ops.logical_and(emitted, _before_stop(setup, state, output, emitted))
 
     def count(x):
         return ops.sum(ops.cast(x, "int32"))
@@ -538,6 +540,31 @@ def commit(setup, state, output, num_accepted, num_proposed, active):
     )
     state = state._replace(tokens=tokens, index=new_index, stats=stats)
     return state, all_accepted
+
+
+def _before_stop(setup, state, output, decided):
+    """bool `(batch, k + 1)`: the round's output positions that come before
+    (or are) the row's first stop token. A row keeps decoding after its
+    stop token until the whole batch ends (as in plain `generate()`), and a
+    round can decide tokens past a stop token; neither is returned (KerasHub
+    masks them), so neither counts as emitted.
+
+    Args:
+        output: int `(batch, k + 1)` written at `state.index`.
+        decided: bool `(batch, k + 1)`, the new positions the round decides.
+    """
+    max_length = setup.max_length
+    positions = ops.arange(max_length, dtype="int32")[None, :]
+    earlier = ops.logical_and(
+        ops.logical_not(setup.forced[:, :max_length]),
+        positions < state.index[:, None],
+    )  # (batch, max_length): decided before this round
+    stopped = ops.any(
+        any_equal(state.tokens[:, :max_length], setup.stop_token_ids, earlier), axis=1
+    )  # (batch,)
+    stop_now = ops.cast(any_equal(output, setup.stop_token_ids, decided), "int32")
+    after_stop_now = (ops.cumsum(stop_now, axis=1) - stop_now) > 0  # (batch, k + 1)
+    return ops.logical_not(ops.logical_or(stopped[:, None], after_stop_now))
 
 
 def judge(setup, state, k, draft_token_ids, draft_probs, num_proposed, active, seeds):

@@ -169,3 +169,25 @@ def test_row_limits_see_stop_ids_in_the_starting_buffer():
     )
     state = state_for(prompt, [2, 6], 2)
     assert as_list(rounds.row_limits(setup, state)) == [6, 6]
+
+
+def test_tokens_after_a_stop_token_are_not_emitted():
+    # Stop id 4. Row 0 accepts [1, 4, 3] and gets the bonus token 5: it
+    # decides 4 tokens, but only 1 and the stop token 4 are returned.
+    # Row 1 stopped in an earlier round (4 at position 1): what it decides
+    # now is not returned either.
+    setup = setup_for(None, None, 2, 10, 3, stop_token_ids=(4,))
+    state = state_for([[9] + [0] * 9, [9, 4] + [0] * 8], [1, 2], 3)
+    target_logits = 10.0 * np.eye(VOCAB, dtype="float32")[
+        [[1, 4, 3, 5], [1, 2, 3, 5]]
+    ]
+    draft = np.array([[1, 4, 3], [1, 2, 3]])
+    output, num_accepted = rounds.accept(
+        setup, state, draft, None, target_logits, np.array([3, 3]), None
+    )
+    state, _ = rounds.commit(
+        setup, state, output, num_accepted, np.array([3, 3]), np.array([True, True])
+    )
+    assert as_list(state.tokens[0, :5]) == [9, 1, 4, 3, 5]
+    assert int(state.stats.accepted_tokens) == 6
+    assert int(state.stats.emitted_tokens) == 2
