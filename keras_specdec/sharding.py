@@ -10,13 +10,17 @@ slice) before the matmul. Plain `generate()` avoids it: its loop keeps the
 rows of a model whose weights use the batch axis on every device, and all its
 collectives are tiny (argmax candidates, token buffers) or all-reduces.
 
-The sampler does the same, per model: at the start and before every round it
+The sampler does the same, per model: before the decoding loop it
 constrains the batch axis of the target's state (and of the token and index
 buffers) to be replicated over the batch mesh axis when the target's weights
 use that axis, and the draft's state likewise by the draft's weights. Other
 axes stay as XLA propagates them (heads over "model"). Under `DataParallel`,
 or a layout map that keeps weights off the batch axis, nothing is
 constrained: rows stay sharded over devices, as the data layout puts them.
+Inside the loop the target's verify inputs are replicated too
+(`target_rows`): a draft with sharded rows hands over its proposals.
+Constraining the state again before every round made XLA gather the whole
+cache (measured), so the loop carries the layout set at its start.
 """
 
 from typing import Any, NamedTuple
