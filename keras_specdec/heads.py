@@ -212,8 +212,7 @@ class DraftHead(keras.Model):
 
     def _outputs(self, x):
         hidden = self.feature_norm(x)  # (batch, n, d): h^_t
-        logits = self.token_embedding(hidden, reverse=True)  # (batch, n, vocab)
-        return logits, hidden
+        return self.logits(hidden), hidden  # (batch, n, vocab), (batch, n, d)
 
     def call(self, inputs, training=False):
         """Teacher-forced pass over whole sequences (training).
@@ -260,14 +259,27 @@ class DraftHead(keras.Model):
             next token at each position, `(batch, n, d)` estimates h^_t, and
             the updated cache.
         """
+        hidden, cache = self.features_with_cache(
+            token_ids, target_hidden, cache, cache_update_index
+        )
+        return self.logits(hidden), hidden, cache
+
+    def features_with_cache(self, token_ids, target_hidden, cache, cache_update_index):
+        """`call_with_cache` without the output projection: `(hidden,
+        cache)`, hidden `(batch, n, d)`. Decoding needs logits at one
+        position of a window only; `logits` projects just those."""
         x = self._inputs(token_ids, target_hidden, cache_update_index)
         x, cache = self.decoder(
             x,
             self_attention_cache=cache,
             self_attention_cache_update_index=cache_update_index,
         )
-        logits, hidden = self._outputs(x)
-        return logits, hidden, cache
+        return self.feature_norm(x), cache  # (batch, n, d): h^_t
+
+    def logits(self, hidden):
+        """Next-token logits `(batch, n, vocab)` from estimates h^ `(batch,
+        n, d)`: the target's own output embedding (and soft cap)."""
+        return self.token_embedding(hidden, reverse=True)
 
     # ---------------------------------------------------------------- weights
 
@@ -481,7 +493,7 @@ def _adapter_class():
             # Prefill: every buffer position with the target's h_{t-1}
             # (positions past a row's prompt are overwritten before use).
             fed = shift_right(ops.cast(hidden, self.model.compute_dtype))
-            _, hidden, cache = self.model.call_with_cache(
+            hidden, cache = self.model.features_with_cache(
                 self.within_vocabulary(token_ids), fed, cache, 0
             )
             return {"cache": cache, "hidden": hidden[:, 0]}
@@ -498,42 +510,46 @@ def _adapter_class():
             return logits, hidden, {"cache": cache, "hidden": hidden[:, -1]}
 
         def _rows(self, state, token_ids, start, features, axes):
-            """Per-row `call_with_cache` at row positions `start` (batch,)."""
+            """Per-row `features_with_cache` at row positions `start`
+            (batch,): `(hidden, cache)`, hidden `(batch, n, d)`."""
             if ops.shape(token_ids)[0] == 1:
                 # One row: its position is the batch's (no vmap, no scatter).
-                logits, hidden, cache = self.model.call_with_cache(
+                return self.model.features_with_cache(
                     token_ids, features, state["cache"], ops.cast(start, "int32")[0]
                 )
-                return logits, hidden, cache
             cache_axes = {"cache": axes["cache"]}
 
             def fn(row_state, ids, idx, feats):
-                logits, hidden, cache = self.model.call_with_cache(
+                hidden, cache = self.model.features_with_cache(
                     ids, feats, row_state["cache"], idx
                 )
-                return logits, hidden, {"cache": cache}
+                # vmap_rows's first output is any per-row array: here h^.
+                return hidden, None, {"cache": cache}
 
-            logits, hidden, new = models.vmap_rows(
+            hidden, _, new = models.vmap_rows(
                 fn, {"cache": state["cache"]}, cache_axes,
                 token_ids, ops.cast(start, "int32"), features,
             )  # fmt: skip
-            return logits, hidden, new["cache"]
+            return hidden, new["cache"]
 
         def first_logits(self, state, tokens, index, forced, axes, target=None):
             n = ops.shape(target.hidden)[1]
             start = ops.cast(target.hidden_start, "int32") + 1  # (batch,)
             ids = self.within_vocabulary(models.window(tokens, start, n))
             features = ops.cast(target.hidden, self.model.compute_dtype)
-            logits, hidden, cache = self._rows(state, ids, start, features, axes)
+            hidden, cache = self._rows(state, ids, start, features, axes)
             at = ops.cast(index, "int32") - 1 - start  # (batch,)
-            state = {"cache": cache, "hidden": models.take_row(hidden, at)}
-            return models.take_row(logits, at), state  # (batch, vocab)
+            hidden = models.take_row(hidden, at)  # (batch, d): h^ predicting `index`
+            # Only that position's logits are read: project one row, not n.
+            logits = self.model.logits(hidden[:, None, :])[:, 0]  # (batch, vocab)
+            return logits, {"cache": cache, "hidden": hidden}
 
         def next_logits(self, state, tokens, position, forced, axes):
             ids = self.within_vocabulary(models.window(tokens, position, 1))
             features = state["hidden"][:, None, :]  # (batch, 1, d): h^_{position-1}
-            logits, hidden, cache = self._rows(state, ids, position, features, axes)
-            return logits[:, 0], {"cache": cache, "hidden": hidden[:, 0]}
+            hidden, cache = self._rows(state, ids, position, features, axes)
+            logits = self.model.logits(hidden)[:, 0]  # (batch, vocab)
+            return logits, {"cache": cache, "hidden": hidden[:, 0]}
 
     return HeadAdapter
 
