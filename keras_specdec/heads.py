@@ -210,10 +210,6 @@ class DraftHead(keras.Model):
         )  # (batch, n, 2d)
         return self.fuse(x)  # (batch, n, d)
 
-    def _outputs(self, x):
-        hidden = self.feature_norm(x)  # (batch, n, d): h^_t
-        return self.logits(hidden), hidden  # (batch, n, vocab), (batch, n, d)
-
     def call(self, inputs, training=False):
         """Teacher-forced pass over whole sequences (training).
 
@@ -227,8 +223,8 @@ class DraftHead(keras.Model):
             and `(batch, length, d)` estimates of h_t.
         """
         x = self._inputs(inputs["token_ids"], inputs["target_hidden"], 0)
-        x = self.decoder(x, training=training)
-        return self._outputs(x)
+        hidden = self.feature_norm(self.decoder(x, training=training))  # h^_t
+        return self.logits(hidden), hidden  # (batch, n, vocab), (batch, n, d)
 
     def build_cache(self, batch_size, max_length):
         """An empty KV cache for `call_with_cache`: zeros of shape
